@@ -1,0 +1,98 @@
+"""The key-value contract every datastore backend fulfils.
+
+The whole of pybgp talks to etcd through this small, synchronous interface:
+plain keys (str), values (bytes), revisions (int), and one transaction call
+that makes every compare-and-swap explicit. Two backends implement it:
+``etcdv3.EtcdClient`` (real etcd through its v3 JSON gateway) and
+``memory.MemoryKV`` (in-process, for unit tests of pure cores).
+
+Invariants:
+- ``txn`` is all-or-nothing: either every check holds and every op is applied
+  at one new revision, or nothing is written and ``ConflictError`` names the
+  first key whose check failed.
+- ``Check(key, 0)`` means "key is absent"; ``Check(key, rev)`` means "key's
+  mod_revision is exactly rev".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class KV:
+    key: str
+    value: bytes
+    mod_revision: int
+    create_revision: int = 0
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Check:
+    """Compare: the key's mod_revision equals ``mod_revision`` (0 = absent)."""
+
+    key: str
+    mod_revision: int
+
+
+@dataclass(frozen=True)
+class Put:
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: str
+
+
+Op = Put | Delete
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change seen by a watch. ``kv.value`` is b"" for a delete."""
+
+    type: str  # "put" | "delete"
+    kv: KV
+    prev: KV | None = None
+
+
+class KVStore(Protocol):
+    def get(self, key: str) -> KV | None: ...
+
+    def list(self, prefix: str) -> tuple[list[KV], int]:
+        """All keys under ``prefix`` (sorted) and the store revision they were read at."""
+        ...
+
+    def txn(self, checks: Sequence[Check], ops: Sequence[Op]) -> int:
+        """Apply ``ops`` iff every check holds; returns the new revision."""
+        ...
+
+    def watch(self, prefix: str, start_revision: int) -> Iterator[list[WatchEvent]]:
+        """Batches of events under ``prefix`` from ``start_revision`` on.
+
+        Raises ``CompactedError`` when ``start_revision`` was compacted and
+        ``DatastoreUnavailable`` when the connection is lost.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+def create(store: KVStore, key: str, value: bytes) -> int:
+    """Create ``key``; AlreadyExistsError if present."""
+    return store.txn([Check(key, 0)], [Put(key, value)])
+
+
+def update(store: KVStore, key: str, value: bytes, mod_revision: int) -> int:
+    """Replace ``key`` iff unchanged since ``mod_revision``."""
+    return store.txn([Check(key, mod_revision)], [Put(key, value)])
+
+
+def delete(store: KVStore, key: str, mod_revision: int) -> int:
+    """Delete ``key`` iff unchanged since ``mod_revision``."""
+    return store.txn([Check(key, mod_revision)], [Delete(key)])

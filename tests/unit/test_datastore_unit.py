@@ -1,0 +1,76 @@
+"""Datastore pieces that need no etcd: key ranges, CAS semantics, config resolution."""
+
+import pytest
+
+from pybgp.config import etcd_config
+from pybgp.datastore import kv
+from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig, prefix_end
+from pybgp.datastore.memory import MemoryKV
+from pybgp.errors import AlreadyExistsError, ConflictError, DatastoreError, ValidationError
+
+
+def test_prefix_end():
+    assert prefix_end("/calico/") == b"/calico0"
+    assert prefix_end("a\xff") == b"a\xc3\xc0"  # utf-8 c3 bf: last byte bumped
+    assert prefix_end("") == b"\0"
+
+
+def test_memory_cas():
+    m = MemoryKV()
+    rev = kv.create(m, "/a", b"1")
+    with pytest.raises(AlreadyExistsError):
+        kv.create(m, "/a", b"2")
+    with pytest.raises(ConflictError, match="changed"):
+        kv.update(m, "/a", b"2", rev - 1)
+    rev2 = kv.update(m, "/a", b"2", rev)
+    assert rev2 > rev
+    with pytest.raises(ConflictError, match="changed"):
+        kv.delete(m, "/a", rev)
+    kv.delete(m, "/a", rev2)
+    assert m.get("/a") is None
+    with pytest.raises(ConflictError, match="deleted"):
+        kv.update(m, "/a", b"3", rev2)
+
+
+def test_memory_txn_all_or_nothing():
+    m = MemoryKV()
+    kv.create(m, "/x", b"1")
+    with pytest.raises(AlreadyExistsError):
+        m.txn([kv.Check("/y", 0), kv.Check("/x", 0)], [kv.Put("/y", b"1"), kv.Put("/x", b"2")])
+    assert m.get("/y") is None
+    assert m.get("/x").value == b"1"
+
+
+def test_config_precedence(tmp_path):
+    cfg_file = tmp_path / "pybgp.cfg"
+    cfg_file.write_text(
+        "apiVersion: projectcalico.org/v3\nkind: CalicoAPIConfig\n"
+        "spec:\n  datastoreType: etcdv3\n  etcdEndpoints: http://198.18.0.1:2379\n"
+        "  etcdUsername: fromfile\n  etcdPassword: secret\n"
+    )
+    cfg = etcd_config({}, env={}, config_file=str(cfg_file))
+    assert cfg.endpoints == ["http://198.18.0.1:2379"]
+    assert cfg.username == "fromfile"
+    cfg = etcd_config({}, env={"ETCD_ENDPOINTS": "http://a:1, http://b:2"},
+                      config_file=str(cfg_file))
+    assert cfg.endpoints == ["http://a:1", "http://b:2"]
+    assert cfg.password == "secret"
+    cfg = etcd_config({"endpoints": "https://c:3", "ca_cert_file": "/ca.pem"},
+                      env={"ETCD_ENDPOINTS": "http://a:1"}, config_file=str(cfg_file))
+    assert cfg.endpoints == ["https://c:3"] and cfg.ca_cert_file == "/ca.pem"
+
+
+def test_config_default_and_errors(tmp_path):
+    cfg = etcd_config({}, env={}, config_file=None)
+    assert cfg.endpoints  # default or /etc file; never empty
+    bad = tmp_path / "bad.cfg"
+    bad.write_text("kind: CalicoAPIConfig\nspec:\n  datastoreType: kubernetes\n")
+    with pytest.raises(ValidationError, match="spec.datastoreType"):
+        etcd_config({}, env={}, config_file=str(bad))
+    with pytest.raises(ValidationError, match="cannot read"):
+        etcd_config({}, env={}, config_file=str(tmp_path / "missing.cfg"))
+
+
+def test_bad_endpoint_named():
+    with pytest.raises(DatastoreError, match="ftp://x"):
+        EtcdClient(EtcdConfig(endpoints=["ftp://x"]))
