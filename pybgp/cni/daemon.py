@@ -1,0 +1,82 @@
+"""``pybgp cni-daemon``: answers ``pybgp-cni`` over a unix socket.
+
+The plugin's executable is started once per pod; importing pyroute2 and
+connecting to etcd costs far more than the work itself. This daemon keeps
+both warm and runs the same ``pybgp.cni.plugin.handle`` the executable would
+run in-process. One thread per request (CNI runtimes call concurrently; IPAM
+is compare-and-swap, so concurrent requests are safe).
+
+Wire format: one JSON object per connection each way:
+``{"request": <spec.Request.to_wire()>}`` → ``{"result": …}`` or
+``{"error": {"code", "msg", "details"}}``.
+The socket is created mode 0600 (root only), in a directory it creates 0700.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socketserver
+import threading
+from typing import Any
+
+from pybgp.cni import spec
+
+log = logging.getLogger("pybgp.cni.daemon")
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        from pybgp.cni.plugin import handle
+
+        reply: dict[str, Any]
+        try:
+            data = json.loads(self.rfile.readline())
+            req = spec.Request.from_wire(data["request"])
+            reply = {"result": handle(req)}
+        except spec.CNIError as exc:
+            reply = {"error": exc.to_json(spec.LATEST)}
+        except Exception as exc:
+            log.exception("request failed")
+            reply = {"error": {"code": spec.INTERNAL, "msg": f"internal error: {exc}"}}
+        self.wfile.write(json.dumps(reply).encode() + b"\n")
+
+
+class CNIDaemon(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: str):
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        if os.path.exists(path):
+            os.unlink(path)
+        old = os.umask(0o177)
+        try:
+            super().__init__(path, _Handler)
+        finally:
+            os.umask(old)
+        self.path = path
+
+    def serve_in_thread(self) -> threading.Thread:
+        t = threading.Thread(target=self.serve_forever, name="cni-daemon", daemon=True)
+        t.start()
+        return t
+
+    def server_close(self) -> None:
+        super().server_close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def serve(path: str) -> None:
+    # Warm the expensive imports before the first request arrives.
+    import pybgp.cni.plugin  # noqa: F401
+
+    server = CNIDaemon(path)
+    log.info("pybgp cni-daemon listening on %s", path)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

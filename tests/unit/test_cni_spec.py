@@ -1,0 +1,96 @@
+"""CNI spec handling without root: environment, config, results, errors."""
+
+import json
+
+import pytest
+
+from pybgp.cni import entry, spec
+
+CONF = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "pybgp-cni",
+        "ipam": {"type": "pybgp-ipam"}}
+ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc123", "CNI_NETNS": "/var/run/netns/x",
+       "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin:/usr/lib/cni",
+       "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0"}
+
+
+def req(env=None, conf=None, **overrides):
+    e = dict(ENV if env is None else env, **overrides)
+    return spec.parse_request(e, json.dumps(CONF if conf is None else conf))
+
+
+def code_of(fn):
+    with pytest.raises(spec.CNIError) as info:
+        fn()
+    return info.value.code
+
+
+def test_parse_add():
+    r = req()
+    assert (r.command, r.container_id, r.ifname, r.pod_namespace, r.pod_name) == (
+        "ADD", "abc123", "eth0", "default", "web-0")
+    assert r.path == ["/opt/cni/bin", "/usr/lib/cni"]
+    assert spec.Request.from_wire(json.loads(json.dumps(r.to_wire()))).to_wire() == r.to_wire()
+
+
+@pytest.mark.parametrize("overrides", [
+    {"CNI_COMMAND": "FROB"},
+    {"CNI_CONTAINERID": ""},
+    {"CNI_CONTAINERID": "-bad"},
+    {"CNI_IFNAME": "a" * 16},
+    {"CNI_IFNAME": "et/h0"},
+    {"CNI_IFNAME": "eth 0"},
+    {"CNI_NETNS": ""},
+    {"CNI_ARGS": "K8S_POD_NAME"},
+])
+def test_bad_environment_is_code_4(overrides):
+    assert code_of(lambda: req(**overrides)) == spec.INVALID_ENVIRONMENT
+
+
+def test_del_needs_no_netns():
+    assert req(CNI_COMMAND="DEL", CNI_NETNS="").netns == ""
+
+
+def test_decode_and_config_errors():
+    assert code_of(lambda: spec.parse_request(ENV, b"{nope")) == spec.DECODE_FAILURE
+    assert code_of(lambda: spec.parse_request(ENV, b"")) == spec.DECODE_FAILURE
+    assert code_of(lambda: req(conf={**CONF, "cniVersion": "9.9.9"})) == spec.INCOMPATIBLE_VERSION
+    assert code_of(lambda: req(conf={**CONF, "name": ""})) == spec.INVALID_CONFIG
+    assert code_of(lambda: req(conf={**CONF, "mtu": 10})) == spec.INVALID_CONFIG
+    assert code_of(lambda: req(conf={**CONF, "ipam": {}})) == spec.INVALID_CONFIG
+
+
+def test_version_command():
+    status, out = entry.run({"CNI_COMMAND": "VERSION"}, b'{"cniVersion":"0.4.0"}', None)
+    assert status == 0
+    assert out == {"cniVersion": "0.4.0", "supportedVersions": spec.SUPPORTED_VERSIONS}
+    status, out = entry.run({"CNI_COMMAND": "VERSION"}, b"", None)
+    assert out["cniVersion"] == spec.LATEST
+
+
+def test_error_json_on_failure():
+    status, out = entry.run({**ENV, "CNI_IFNAME": ""}, json.dumps(CONF).encode(), None)
+    assert status == 1
+    assert out["code"] == spec.INVALID_ENVIRONMENT and out["cniVersion"] == "1.0.0"
+    assert "CNI_IFNAME" in out["msg"]
+
+
+def test_falls_back_in_process_without_daemon(tmp_path):
+    seen = []
+    env = {**ENV, "PYBGP_CNI_SOCKET": str(tmp_path / "absent.sock")}
+    status, out = entry.run(env, json.dumps(CONF).encode(),
+                            lambda r: seen.append(r.command) or {"ok": 1})
+    assert (status, out, seen) == (0, {"ok": 1}, ["ADD"])
+
+
+def test_result_versions():
+    result = {
+        "interfaces": [{"name": "cali1", "mac": "ee:ee:ee:ee:ee:ee", "mtu": 1500},
+                       {"name": "eth0", "mac": "aa:bb:cc:dd:ee:ff", "sandbox": "/x"}],
+        "ips": [{"address": "198.19.0.5/32", "interface": 1}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "169.254.1.1"}],
+    }
+    old = spec.format_result(result, "0.3.1")
+    assert old["ips"][0]["version"] == "4" and "mtu" not in old["interfaces"][0]
+    new = spec.format_result(result, "1.1.0")
+    assert "version" not in new["ips"][0] and new["interfaces"][0]["mtu"] == 1500
+    assert new["cniVersion"] == "1.1.0" and new["dns"] == {}
