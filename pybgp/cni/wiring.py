@@ -86,7 +86,7 @@ def in_netns(path: str, fn: Callable[[], T]) -> T:
         os.close(fd)
     if "error" in box:
         raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
+    return box["value"]
 
 
 def _sysctl(path: str, value: str) -> None:

@@ -16,12 +16,13 @@ whose outcome is unknown: a transaction that failed in flight raises
 from __future__ import annotations
 
 import base64
+import builtins
 import http.client
 import json
 import socket
 import ssl
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,7 +202,7 @@ class EtcdClient:
         kvs = reply.get("kvs") or []
         return _kv(kvs[0]) if kvs else None
 
-    def list(self, prefix: str) -> tuple[list[KV], int]:
+    def list(self, prefix: str) -> tuple[builtins.list[KV], int]:
         reply = self.request(
             "/v3/kv/range",
             {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))},
@@ -244,7 +245,7 @@ class EtcdClient:
     def compact(self, revision: int) -> None:
         self.request("/v3/kv/compaction", {"revision": str(revision), "physical": True})
 
-    def watch(self, prefix: str, start_revision: int) -> Iterator[list[WatchEvent]]:
+    def watch(self, prefix: str, start_revision: int) -> Iterable[builtins.list[WatchEvent]]:
         return EtcdWatch(self, prefix, start_revision)
 
 
@@ -272,6 +273,8 @@ class EtcdWatch:
         }
         try:
             conn.request("POST", "/v3/watch", json.dumps(body), self._client._headers())
+            if self._closed:  # close() came before the socket existed to shut down
+                return
             self._resp = resp = conn.getresponse()
             if resp.status != 200:
                 raise _gateway_error(json.loads(resp.read() or b"{}"), resp.status)

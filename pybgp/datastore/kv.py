@@ -16,7 +16,8 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import builtins
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,7 +65,7 @@ class WatchEvent:
 class KVStore(Protocol):
     def get(self, key: str) -> KV | None: ...
 
-    def list(self, prefix: str) -> tuple[list[KV], int]:
+    def list(self, prefix: str) -> tuple[builtins.list[KV], int]:
         """All keys under ``prefix`` (sorted) and the store revision they were read at."""
         ...
 
@@ -72,7 +73,7 @@ class KVStore(Protocol):
         """Apply ``ops`` iff every check holds; returns the new revision."""
         ...
 
-    def watch(self, prefix: str, start_revision: int) -> Iterator[list[WatchEvent]]:
+    def watch(self, prefix: str, start_revision: int) -> Iterable[builtins.list[WatchEvent]]:
         """Batches of events under ``prefix`` from ``start_revision`` on.
 
         Raises ``CompactedError`` when ``start_revision`` was compacted and

@@ -6,8 +6,9 @@ such as IPAM's compare-and-swap retries, can run threads against it.
 
 from __future__ import annotations
 
+import builtins
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 
 from pybgp.datastore.kv import KV, Check, Delete, Op, Put, WatchEvent
 from pybgp.errors import AlreadyExistsError, ConflictError
@@ -40,7 +41,7 @@ class MemoryKV:
         with self._lock:
             return self._data.get(key)
 
-    def list(self, prefix: str) -> tuple[list[KV], int]:
+    def list(self, prefix: str) -> tuple[builtins.list[KV], int]:
         with self._lock:
             kvs = [kv for k, kv in sorted(self._data.items()) if k.startswith(prefix)]
             return kvs, self._revision
@@ -70,7 +71,7 @@ class MemoryKV:
                     self._data.pop(op.key, None)
             return rev
 
-    def watch(self, prefix: str, start_revision: int) -> Iterator[list[WatchEvent]]:
+    def watch(self, prefix: str, start_revision: int) -> Iterable[builtins.list[WatchEvent]]:
         raise NotImplementedError("MemoryKV has no watch; use real etcd for watch tests")
 
     def close(self) -> None:

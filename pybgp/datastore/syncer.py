@@ -4,7 +4,7 @@ This is what every daemon builds its view of etcd from (Felix's "syncer").
 Over one key prefix it delivers:
 
 1. ``Update`` for every key present at one revision (the snapshot),
-2. one ``InSync`` marker,
+2. an ``InSync`` marker (again after every re-list, once it is complete),
 3. ``Update`` events in revision order as etcd changes (``value is None``
    for a delete).
 
@@ -120,13 +120,14 @@ class Syncer:
             del self.cache[key]
             yield Update(key, None, revision)
         self.revision = revision
-        if not self.in_sync:
-            self.in_sync = True
+        self.in_sync = True
         yield InSync(revision)
 
     def _follow(self, store: KVStore) -> Iterator[SyncEvent]:
         watch = store.watch(self._prefix, self.revision + 1)
         self._watch = watch
+        if self._stop.is_set():  # stop() ran before there was a watch to close
+            return
         try:
             for batch in watch:
                 for ev in batch:

@@ -1,0 +1,246 @@
+"""A real, throwaway etcd server for tests and the lab.
+
+Owns: one `etcd` process (by PID), its temporary data dir and two free ports
+on 127.0.0.1 (client and peer, never 2379/2380), plus a few admin calls over
+etcd's v3 JSON gateway (put/get/wipe/compact) so tests need no client library.
+
+Must never: listen on anything but 127.0.0.1, signal any process but the one
+it started, or remove any directory but the one it created.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+PORT_RANGE = (20000, 32000)  # below Linux's default ephemeral range (32768-60999)
+RESERVED_PORTS = {2379, 2380}
+START_TIMEOUT = 20.0
+_UNSUPPORTED_ARCH = {"aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+class EtcdError(RuntimeError):
+    """etcd could not be started, or a gateway call failed."""
+
+
+def _b64(data: bytes | str) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.b64encode(raw).decode()
+
+
+def free_port(exclude: set[int] | None = None) -> int:
+    """A port on 127.0.0.1 that is free right now (random, outside the ephemeral range)."""
+    avoid = RESERVED_PORTS | (exclude or set())
+    for _ in range(200):
+        port = random.randint(*PORT_RANGE)
+        if port in avoid:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise EtcdError("no free port found")
+
+
+def _data_root() -> str | None:
+    shm = Path("/dev/shm")  # tmpfs: fsync is cheap, tests are faster
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+class EtcdServer:
+    """One etcd member on 127.0.0.1. `start()` on construction unless `start=False`."""
+
+    def __init__(self, name: str | None = None, *, start: bool = True,
+                 binary: str = "etcd") -> None:
+        path = shutil.which(binary)
+        if path is None:
+            raise EtcdError(f"{binary!r} not found on PATH (Debian package etcd-server)")
+        self.binary = path
+        self.name = name or f"pybgp-{os.getpid()}-{random.randrange(16**6):06x}"
+        self.data_root = Path(tempfile.mkdtemp(prefix="pybgp-etcd-", dir=_data_root()))
+        self.data_dir = self.data_root / "data"
+        self.log_path = self.data_root / "etcd.log"
+        self.client_port = free_port()
+        self.peer_port = free_port({self.client_port})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._closed = False
+        atexit.register(self.close)
+        if start:
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
+
+    # ----- lifecycle -------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _argv(self) -> list[str]:
+        return [
+            self.binary,
+            "--name", self.name,
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", self.endpoint,
+            "--advertise-client-urls", self.endpoint,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", f"{self.name}={self.peer_url}",
+            "--initial-cluster-token", self.name,
+            "--initial-cluster-state", "new",
+            "--logger", "zap",
+            "--log-outputs", "stderr",
+            "--enable-v2=false",
+        ]
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}
+        arch = _UNSUPPORTED_ARCH.get(platform.machine())
+        if arch:
+            env["ETCD_UNSUPPORTED_ARCH"] = arch
+        return env
+
+    def start(self, timeout: float = START_TIMEOUT) -> None:
+        """Start (or start again, same dir and ports: data is kept) and wait until healthy."""
+        if self._closed:
+            raise EtcdError("server is closed")
+        if self.running:
+            return
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, env=self._env())
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if not self.running:
+                raise EtcdError(f"etcd exited during start-up\n{self.log_tail()}")
+            with (
+                contextlib.suppress(OSError, ValueError, EtcdError),
+                urllib.request.urlopen(self.endpoint + "/health", timeout=1) as resp,
+            ):
+                if json.load(resp).get("health") == "true" and self._answering_is_us():
+                    return
+            time.sleep(0.05)
+        self.kill()
+        raise EtcdError(f"etcd not healthy after {timeout:g}s\n{self.log_tail()}")
+
+    def _answering_is_us(self) -> bool:
+        """The server on our port is the member we started (not another process's etcd)."""
+        members = self.call("cluster/member/list", {}, timeout=2).get("members", [])
+        return self.running and any(m.get("name") == self.name for m in members)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; data dir kept."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL (a crash); data dir kept."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self, timeout: float = START_TIMEOUT) -> None:
+        self.stop()
+        self.start(timeout)
+
+    def close(self) -> None:
+        """Kill the process (by its PID) and remove the data dir. Idempotent."""
+        self.kill()
+        if not self._closed:
+            shutil.rmtree(self.data_root, ignore_errors=True)
+            self._closed = True
+            atexit.unregister(self.close)
+
+    def __enter__(self) -> EtcdServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- v3 JSON gateway -------------------------------------------------
+    def call(self, path: str, body: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """POST a JSON body to the v3 gateway, e.g. call("kv/range", {...})."""
+        req = urllib.request.Request(
+            f"{self.endpoint}/v3/{path}", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                result: dict[str, Any] = json.load(resp)
+                return result
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            raise EtcdError(f"{path}: HTTP {exc.code}: {detail}") from None
+
+    def put(self, key: str | bytes, value: str | bytes) -> int:
+        """Write a key; returns the new store revision."""
+        resp = self.call("kv/put", {"key": _b64(key), "value": _b64(value)})
+        return int(resp["header"]["revision"])
+
+    def get(self, key: str | bytes, revision: int = 0) -> bytes | None:
+        body: dict[str, Any] = {"key": _b64(key)}
+        if revision:
+            body["revision"] = revision
+        kvs = self.call("kv/range", body).get("kvs") or []
+        return base64.b64decode(kvs[0].get("value", "")) if kvs else None
+
+    def revision(self) -> int:
+        resp = self.call("kv/range", {"key": _b64(b"\0"), "count_only": True})
+        return int(resp["header"]["revision"])
+
+    def wipe(self) -> int:
+        """Delete every key; returns how many were deleted."""
+        resp = self.call("kv/deleterange", {"key": _b64(b"\0"), "range_end": _b64(b"\0")})
+        return int(resp.get("deleted", 0))
+
+    def compact(self, revision: int | None = None, physical: bool = True) -> int:
+        """Compact history up to `revision` (default: the current one); returns it."""
+        rev = revision if revision is not None else self.revision()
+        self.call("kv/compaction", {"revision": rev, "physical": physical})
+        return rev

@@ -1,0 +1,184 @@
+"""The datastore against a real etcd: CAS, all-or-nothing, and a syncer that
+survives an etcd restart and a compaction by re-listing and emitting only the
+differences."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import pytest
+
+from pybgp.datastore import kv
+from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
+from pybgp.datastore.syncer import InSync, Status, Syncer, Update
+from pybgp.errors import AlreadyExistsError, ConflictError, DatastoreUnavailable
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def client(etcd):
+    c = EtcdClient(EtcdConfig(endpoints=[etcd.endpoint], timeout=2))
+    yield c
+    c.close()
+
+
+def test_crud_and_cas(client):
+    rev = kv.create(client, "/t/a", b"1")
+    with pytest.raises(AlreadyExistsError):
+        kv.create(client, "/t/a", b"1")
+    with pytest.raises(ConflictError, match="changed"):
+        kv.update(client, "/t/a", b"2", rev - 1)
+    rev2 = kv.update(client, "/t/a", b"2", rev)
+    kvs, at = client.list("/t/")
+    assert [(k.key, k.value, k.mod_revision) for k in kvs] == [("/t/a", b"2", rev2)]
+    assert at >= rev2
+    kv.delete(client, "/t/a", rev2)
+    assert client.get("/t/a") is None
+
+
+def test_txn_all_or_nothing(client):
+    kv.create(client, "/t/x", b"1")
+    with pytest.raises(AlreadyExistsError, match="/t/x"):
+        client.txn([kv.Check("/t/y", 0), kv.Check("/t/x", 0)],
+                   [kv.Put("/t/y", b"1"), kv.Put("/t/x", b"2")])
+    assert client.get("/t/y") is None
+    assert client.get("/t/x").value == b"1"
+
+
+def test_failover_to_second_endpoint(etcd):
+    c = EtcdClient(EtcdConfig(endpoints=["http://127.0.0.1:9", etcd.endpoint], timeout=2))
+    kv.create(c, "/t/f", b"ok")
+    assert c.get("/t/f").value == b"ok"
+
+
+def test_unreachable_is_clear_and_fast():
+    c = EtcdClient(EtcdConfig(endpoints=["http://127.0.0.1:9"], timeout=2))
+    with pytest.raises(DatastoreUnavailable, match="127.0.0.1:9"):
+        c.get("/x")
+
+
+class _Follower:
+    """Runs a Syncer in a thread and hands its events to the test."""
+
+    def __init__(self, endpoint: str, prefix: str):
+        self.events: queue.Queue = queue.Queue()
+        # Cleared by a test to keep the follower from reconnecting until set again.
+        self.gate = threading.Event()
+        self.gate.set()
+
+        def connect():
+            assert self.gate.wait(30)
+            return EtcdClient(EtcdConfig(endpoints=[endpoint], timeout=2))
+
+        self.syncer = Syncer(connect, prefix, max_backoff=0.5)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        for ev in self.syncer.events():
+            self.events.put(ev)
+
+    def until(self, pred, timeout=15.0):
+        """Events up to and including the first one matching ``pred``."""
+        got = []
+        while True:
+            ev = self.events.get(timeout=timeout)
+            got.append(ev)
+            if pred(ev):
+                return got
+
+    def stop(self):
+        self.syncer.stop()
+        self.thread.join(5)
+        assert not self.thread.is_alive()
+
+
+def updates(evs):
+    return [(e.key, e.value) for e in evs if isinstance(e, Update)]
+
+
+def test_syncer_snapshot_insync_updates(client, etcd):
+    kv.create(client, "/s/a", b"1")
+    kv.create(client, "/s/b", b"1")
+    kv.create(client, "/other", b"x")
+    f = _Follower(etcd.endpoint, "/s/")
+    try:
+        snap = f.until(lambda e: isinstance(e, InSync))
+        assert updates(snap) == [("/s/a", b"1"), ("/s/b", b"1")]
+        kv.update(client, "/s/a", b"2", client.get("/s/a").mod_revision)
+        kv.delete(client, "/s/b", client.get("/s/b").mod_revision)
+        kv.create(client, "/s/c", b"1")
+        evs = f.until(lambda e: isinstance(e, Update) and e.key == "/s/c")
+        assert updates(evs) == [("/s/a", b"2"), ("/s/b", None), ("/s/c", b"1")]
+    finally:
+        f.stop()
+
+
+def test_syncer_survives_etcd_restart(client, etcd):
+    kv.create(client, "/s/keep", b"1")
+    kv.create(client, "/s/gone", b"1")
+    f = _Follower(etcd.endpoint, "/s/")
+    try:
+        f.until(lambda e: isinstance(e, InSync))
+        etcd.stop()
+        f.until(lambda e: isinstance(e, Status) and e.state == "down")
+        etcd.start()
+        c2 = EtcdClient(EtcdConfig(endpoints=[etcd.endpoint], timeout=2))
+        # Changes made while the follower was cut off must arrive as differences.
+        kv.delete(c2, "/s/gone", c2.get("/s/gone").mod_revision)
+        kv.create(c2, "/s/new", b"1")
+        evs = f.until(lambda e: isinstance(e, Update) and e.key == "/s/new")
+        got = updates(evs)
+        assert ("/s/gone", None) in got and ("/s/new", b"1") in got
+        assert ("/s/keep", b"1") not in got  # unchanged keys are not re-sent
+        kv.create(c2, "/s/after", b"1")
+        assert updates(f.until(lambda e: isinstance(e, Update))) == [("/s/after", b"1")]
+    finally:
+        f.stop()
+
+
+def test_syncer_survives_compaction(client, etcd):
+    kv.create(client, "/s/a", b"1")
+    f = _Follower(etcd.endpoint, "/s/")
+    try:
+        f.until(lambda e: isinstance(e, InSync))
+        # Cut the follower's watch and hold it off; change and compact while it
+        # is away, so its re-watch meets "required revision has been compacted".
+        f.gate.clear()
+        etcd.stop()
+        f.until(lambda e: isinstance(e, Status) and e.state == "down")
+        etcd.start()
+        c2 = EtcdClient(EtcdConfig(endpoints=[etcd.endpoint], timeout=2))
+        for i in range(5):
+            kv.update(c2, "/s/a", str(i).encode(), c2.get("/s/a").mod_revision)
+        kv.create(c2, "/s/b", b"1")
+        c2.compact(c2.revision())
+        f.gate.set()
+        evs = f.until(lambda e: isinstance(e, Update) and e.key == "/s/b")
+        assert updates(evs) == [("/s/a", b"4"), ("/s/b", b"1")]
+    finally:
+        f.stop()
+
+
+def test_watch_from_compacted_revision_relists(client, etcd):
+    """The syncer's own compaction path: watch start revision already compacted."""
+    kv.create(client, "/s/a", b"1")
+    syncer = Syncer(lambda: EtcdClient(EtcdConfig(endpoints=[etcd.endpoint])), "/s/")
+    it = syncer.events()
+    assert isinstance(next(it), Status)
+    assert updates([next(it)]) == [("/s/a", b"1")]
+    assert isinstance(next(it), InSync)
+    # Move on and compact past the syncer's revision before it starts watching.
+    kv.update(client, "/s/a", b"2", client.get("/s/a").mod_revision)
+    kv.create(client, "/s/z", b"1")
+    client.compact(client.revision())
+    evs = []
+    for ev in it:
+        evs.append(ev)
+        if isinstance(ev, InSync):
+            break
+    assert any(isinstance(e, Status) and e.state == "resyncing" for e in evs)
+    assert updates(evs) == [("/s/a", b"2"), ("/s/z", b"1")]
+    syncer.stop()
