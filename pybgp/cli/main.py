@@ -1,0 +1,82 @@
+"""``pybgp`` — the operator CLI.
+
+Each sub-command lives in its own module and is imported only when used, so
+``pybgp get`` does not pay for ExaBGP or pyroute2. Every error pybgp raises
+on purpose is printed as one line on stderr with exit status 1; nothing is
+ever half-written (the commands use all-or-nothing datastore writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# sub-command → module that defines ``register(subparsers)`` and ``run(args)``.
+COMMANDS = {
+    "apply": "pybgp.cli.resources",
+    "create": "pybgp.cli.resources",
+    "get": "pybgp.cli.resources",
+    "delete": "pybgp.cli.resources",
+}
+MODULES = sorted(set(COMMANDS.values()))
+
+
+def datastore_flags(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("datastore (else ETCD_* environment, else config file)")
+    g.add_argument("--etcd-endpoints", help="comma-separated etcd URLs")
+    g.add_argument("--etcd-ca-cert-file")
+    g.add_argument("--etcd-cert-file")
+    g.add_argument("--etcd-key-file")
+    g.add_argument("--etcd-username")
+    g.add_argument("--etcd-password")
+    g.add_argument("-c", "--config", help="CalicoAPIConfig file (default /etc/pybgp/pybgp.cfg)")
+
+
+def open_kv(args: argparse.Namespace):  # -> KVStore
+    """The datastore named by the flags / environment / config file."""
+    from pybgp.config import etcd_config
+    from pybgp.datastore.etcdv3 import EtcdClient
+
+    cfg = etcd_config(
+        {
+            "endpoints": args.etcd_endpoints,
+            "ca_cert_file": args.etcd_ca_cert_file,
+            "cert_file": args.etcd_cert_file,
+            "key_file": args.etcd_key_file,
+            "username": args.etcd_username,
+            "password": args.etcd_password,
+        },
+        config_file=args.config,
+    )
+    return EtcdClient(cfg)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pybgp", description="Calico-style L3 networking: datastore, IPAM, BGP and lab"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from pybgp.errors import PybgpError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PybgpError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
