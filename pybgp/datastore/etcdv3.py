@@ -85,18 +85,44 @@ class EtcdConfig:
     timeout: float = 5.0
 
 
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (etcd's ``unix://`` listener)."""
+
+    def __init__(self, path: str, timeout: float | None):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
 class _Endpoint:
     def __init__(self, url: str, cfg: EtcdConfig):
         parsed = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise DatastoreError(f"invalid etcd endpoint {url!r}: expected http(s)://HOST:PORT")
         self.url = url
         self.scheme = parsed.scheme
+        self.cfg = cfg
+        if parsed.scheme == "unix" and (parsed.path or parsed.netloc):
+            # unix:///abs/path or unix://relative (etcd's own spelling)
+            self.host, self.port = parsed.netloc + parsed.path, 0
+            return
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise DatastoreError(
+                f"invalid etcd endpoint {url!r}: expected http(s)://HOST:PORT or unix://PATH"
+            )
         self.host = parsed.hostname
         self.port = parsed.port or 2379
-        self.cfg = cfg
 
     def connect(self, timeout: float | None) -> http.client.HTTPConnection:
+        if self.scheme == "unix":
+            return _UnixHTTPConnection(self.host, timeout)
         if self.scheme == "https":
             ctx = ssl.create_default_context(cafile=self.cfg.ca_cert_file)
             if self.cfg.cert_file:
@@ -134,6 +160,11 @@ class EtcdClient:
         except ValueError as exc:
             raise DatastoreError(f"etcd answered {path} with non-JSON: {data[:200]!r}") from exc
         if resp.status != 200:
+            if not isinstance(payload, dict) or "code" not in payload:
+                ep = self._endpoints[self._current].url
+                raise DatastoreError(
+                    f"{ep} answered {path} with HTTP {resp.status}: is it an etcd v3 endpoint?"
+                )
             raise _gateway_error(payload, resp.status)
         return payload
 

@@ -95,6 +95,11 @@ class EtcdServer:
         return f"http://127.0.0.1:{self.client_port}"
 
     @property
+    def unix_endpoint(self) -> str:
+        """The same server over a unix socket: reachable from every network namespace."""
+        return f"unix://{self.data_root}/etcd.sock:0"
+
+    @property
     def peer_url(self) -> str:
         return f"http://127.0.0.1:{self.peer_port}"
 
@@ -107,7 +112,8 @@ class EtcdServer:
             self.binary,
             "--name", self.name,
             "--data-dir", str(self.data_dir),
-            "--listen-client-urls", self.endpoint,
+            # etcd names a unix listener "unix://NAME:PORT" relative to its cwd
+            "--listen-client-urls", f"{self.endpoint},unix://etcd.sock:0",
             "--advertise-client-urls", self.endpoint,
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,
@@ -134,7 +140,8 @@ class EtcdServer:
             return
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=log, env=self._env())
+                                         stdout=log, stderr=log, env=self._env(),
+                                         cwd=self.data_root)
         self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:

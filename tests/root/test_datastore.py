@@ -5,6 +5,7 @@ differences."""
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 
 import pytest
@@ -182,3 +183,15 @@ def test_watch_from_compacted_revision_relists(client, etcd):
     assert any(isinstance(e, Status) and e.state == "resyncing" for e in evs)
     assert updates(evs) == [("/s/a", b"2"), ("/s/z", b"1")]
     syncer.stop()
+
+
+def test_unix_socket_endpoint_from_inside_a_namespace(etcd, topology):
+    """Daemons in node namespaces reach etcd over its unix socket (127.0.0.1 is theirs)."""
+    node = topology.add_node("n1", "198.18.0.11/24")
+    c = EtcdClient(EtcdConfig(endpoints=[etcd.unix_endpoint]))
+    kv.create(c, "/t/unix", b"yes")
+    out = topology.exec(node, sys.executable, "-c",
+                        "import sys; from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig;"
+                        "c = EtcdClient(EtcdConfig(endpoints=[sys.argv[1]]));"
+                        "print(c.get('/t/unix').value.decode())", etcd.unix_endpoint)
+    assert out.stdout.strip() == "yes"
