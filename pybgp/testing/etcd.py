@@ -138,6 +138,8 @@ class EtcdServer:
             raise EtcdError("server is closed")
         if self.running:
             return
+        # A killed etcd leaves its unix socket behind, and a new one cannot bind over it.
+        (self.data_root / "etcd.sock:0").unlink(missing_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log, env=self._env(),
