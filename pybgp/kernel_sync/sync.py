@@ -1,0 +1,195 @@
+"""KernelSync: the desired routes of one owner, kept equal to the kernel's.
+
+Owns: the desired route set of one route protocol number in one table, the
+last-known actual set, and the two ways of closing the gap —
+:meth:`KernelSync.apply` (diff desired against last-known actual, write the
+difference; the fast path after every change) and :meth:`KernelSync.resync`
+(dump the kernel's routes of our protocol, then the same diff: BIRD's
+mark-and-sweep; run at start-up and now and then to repair drift).
+
+Invariants:
+- only routes of ``protocol`` are ever written or deleted (the diff ignores
+  everything else and every delete names our protocol);
+- a restart followed by :meth:`resync` writes nothing for routes that are
+  still right, and deletes only stale routes of ours;
+- closing deletes nothing (BIRD's ``persist``): routes survive a restart.
+
+Must never: touch the kernel outside :meth:`apply` / :meth:`resync`
+(``set_desired`` and ``update`` only record), or flush routes on exit.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from .desired import (
+    DEFAULT_PROTOCOL,
+    RT_TABLE_MAIN,
+    KRoute,
+    NextHop,
+    Plan,
+    canonical_prefix,
+    diff,
+)
+from .netlink import ApplyResult, RouteWriter
+
+
+class RouteBackend(Protocol):
+    """What KernelSync needs from the kernel side (RouteWriter, or a fake)."""
+
+    def apply(self, plan: Plan) -> ApplyResult: ...
+
+    def dump_routes(self, protocol: int, table: int = RT_TABLE_MAIN) -> list[KRoute]: ...
+
+    def ifname(self, index: int) -> str | int: ...
+
+    def close(self) -> None: ...
+
+
+class KernelSync:
+    """Desired state of our routes, applied to the kernel by diff.
+
+    ``backend`` defaults to a :class:`RouteWriter` on ``netns`` (None = the
+    current namespace). ``needs_resync`` turns true when an outcome is unknown
+    (lost acks); the owner should then call :meth:`resync`.
+    """
+
+    def __init__(
+        self,
+        backend: RouteBackend | None = None,
+        *,
+        protocol: int = DEFAULT_PROTOCOL,
+        table: int = RT_TABLE_MAIN,
+        netns: str | None = None,
+    ) -> None:
+        self.backend: RouteBackend = backend if backend is not None else RouteWriter(netns)
+        self.protocol = protocol
+        self.table = table
+        self._desired: dict[str, KRoute] = {}
+        self._actual: dict[str, KRoute] = {}
+        self._extra: list[KRoute] = []  # duplicate routes of ours seen by the last dump
+        self.needs_resync = False
+        self.synced = False  # no dump read yet: the first apply() resyncs
+        self.last_result = ApplyResult()
+
+    # -- desired state (no I/O) ---------------------------------------------
+    @property
+    def desired(self) -> Mapping[str, KRoute]:
+        return self._desired
+
+    @property
+    def actual(self) -> Mapping[str, KRoute]:
+        """What the kernel had after the last dump and the writes since."""
+        return self._actual
+
+    def _check(self, route: KRoute) -> KRoute:
+        if route.protocol != self.protocol or route.table != self.table:
+            raise ValueError(
+                f"route {route.prefix} is protocol {route.protocol} table {route.table}; "
+                f"this KernelSync owns protocol {self.protocol} table {self.table}"
+            )
+        if any(isinstance(nh.dev, int) for nh in route.nexthops):
+            # The kernel reports devices by index, we compare by name.
+            hops = tuple(
+                NextHop(nh.gateway, self.backend.ifname(nh.dev), nh.onlink, nh.weight)
+                if isinstance(nh.dev, int)
+                else nh
+                for nh in route.nexthops
+            )
+            route = KRoute(
+                route.prefix, route.kind, hops, route.protocol, route.table, route.metric
+            )
+        return route
+
+    def set_desired(self, routes: Iterable[KRoute] | Mapping[str, KRoute]) -> None:
+        """Replace the whole desired set (applied by the next apply/resync)."""
+        values = routes.values() if isinstance(routes, Mapping) else routes
+        desired: dict[str, KRoute] = {}
+        for route in values:
+            route = self._check(route)
+            desired[route.prefix] = route
+        self._desired = desired
+
+    def update(self, prefix: str, route: KRoute | None) -> None:
+        """Set (``route``) or withdraw (None) the desired route for ``prefix``."""
+        if route is None:
+            self._desired.pop(canonical_prefix(prefix), None)
+            return
+        route = self._check(route)
+        if route.prefix != canonical_prefix(prefix):
+            raise ValueError(f"route {route.prefix} given for prefix {prefix}")
+        self._desired[route.prefix] = route
+
+    def plan(self) -> Plan:
+        """The writes :meth:`apply` would make now."""
+        plan = diff(self._desired, self._actual, self.protocol)
+        plan.delete += self._extra
+        return plan
+
+    # -- kernel I/O ---------------------------------------------------------
+    def apply(self) -> ApplyResult:
+        """Write the difference between desired and last-known actual.
+
+        Failed writes stay in the difference, so the next apply retries them.
+        Before the first :meth:`resync` nothing is known of the kernel, so the
+        first apply is a resync (a restart must not re-add what is there).
+        """
+        if not self.synced:
+            return self.resync()
+        plan = self.plan()
+        if not plan:
+            self.last_result = ApplyResult()
+            return self.last_result
+        result = self.backend.apply(plan)
+        extra = {id(r) for r in self._extra}
+        for op, route in result.done:
+            if op == "delete":
+                if id(route) in extra:
+                    self._extra = [r for r in self._extra if r is not route]
+                elif self._actual.get(route.prefix) == route:
+                    del self._actual[route.prefix]
+            else:
+                self._actual[route.prefix] = route
+        # Lost acks leave outcomes unknown; EEXIST on an add means the kernel
+        # holds a route we did not know of (ours: the resync adopts it;
+        # another owner's: it stays untouched and the add keeps failing).
+        if any(e.errno in (errno.ENOBUFS, errno.EEXIST) for e in result.errors):
+            self.needs_resync = True
+        self.last_result = result
+        return result
+
+    def resync(self) -> ApplyResult:
+        """Mark and sweep: read our routes back from the kernel, then apply.
+
+        Routes of ours that are not desired are deleted, missing ones added,
+        wrong ones replaced; right ones are left alone. Other protocols'
+        routes are never read into the diff.
+        """
+        actual: dict[str, KRoute] = {}
+        extra: list[KRoute] = []
+        for route in self.backend.dump_routes(self.protocol, self.table):
+            if route.protocol != self.protocol or route.table != self.table:
+                continue  # defence in depth: never sweep what is not ours
+            have = actual.get(route.prefix)
+            if have is None:
+                actual[route.prefix] = route
+                continue
+            # Two routes of ours for one prefix (different metrics): keep the
+            # one that is desired, sweep the other.
+            want = self._desired.get(route.prefix)
+            if want is not None and want.matches(route) and not want.matches(have):
+                actual[route.prefix] = route
+                extra.append(have)
+            else:
+                extra.append(route)
+        self._actual = actual
+        self._extra = extra
+        self.needs_resync = False
+        self.synced = True
+        return self.apply()
+
+    def close(self) -> None:
+        """Close the kernel connection. Deletes nothing: our routes persist."""
+        self.backend.close()

@@ -1,0 +1,190 @@
+"""Unit tests for KernelSync over a fake kernel (no root): mark-and-sweep,
+restart without churn, retries, persistence on close."""
+
+from __future__ import annotations
+
+import errno
+
+from pybgp.kernel_sync.desired import RTPROT_STATIC, KRoute, NextHop, Plan, blackhole, via
+from pybgp.kernel_sync.netlink import ApplyResult, RouteError
+from pybgp.kernel_sync.sync import KernelSync
+
+
+class FakeKernel:
+    """A route table keyed like the kernel's (prefix, table, metric), any protocol."""
+
+    def __init__(self, routes: list[KRoute] = ()) -> None:  # type: ignore[assignment]
+        self.routes: dict[tuple[str, int, int], KRoute] = {}
+        for r in routes:
+            self.routes[(r.prefix, r.table, r.metric)] = r
+        self.writes: list[tuple[str, KRoute]] = []
+        self.fail: set[str] = set()  # prefixes whose writes fail with ENETUNREACH
+        self.closed = False
+
+    def apply(self, plan: Plan) -> ApplyResult:
+        res = ApplyResult()
+        for op, route in plan.writes():
+            self.writes.append((op, route))
+            if route.prefix in self.fail:
+                res.errors.append(RouteError(op, route, errno.ENETUNREACH))
+                continue
+            key = (route.prefix, route.table, route.metric)
+            if op == "delete":
+                have = self.routes.get(key)
+                assert have is None or have.protocol == route.protocol, "deleted a foreign route"
+                self.routes.pop(key, None)
+            else:
+                have = self.routes.get(key)
+                assert have is None or have.protocol == route.protocol, "replaced a foreign route"
+                self.routes[key] = route
+            res.done.append((op, route))
+        return res
+
+    def dump_routes(self, protocol: int, table: int = 254) -> list[KRoute]:
+        return [r for r in self.routes.values() if r.protocol == protocol and r.table == table]
+
+    def ifname(self, index: int) -> str | int:
+        return {2: "eth0"}.get(index, index)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def kernel_view(k: FakeKernel, protocol: int = 12) -> set[KRoute]:
+    return {r for r in k.routes.values() if r.protocol == protocol}
+
+
+def test_startup_resync_sweeps_only_stale_routes_of_ours() -> None:
+    right = via("198.19.1.0/26", "198.18.0.2", dev="eth0")
+    wrong = via("198.19.2.0/26", "198.18.0.9", dev="eth0")
+    stale = blackhole("198.19.9.0/26")
+    foreign = KRoute("198.19.8.0/26", "blackhole", (), RTPROT_STATIC)
+    kernel = FakeKernel([right, wrong, stale, foreign])
+    ks = KernelSync(kernel)
+    fixed = via("198.19.2.0/26", "198.18.0.2", dev="eth0")
+    new = blackhole("198.19.3.0/26")
+    ks.set_desired([via("198.19.1.0/26", "198.18.0.2"), fixed, new])  # dev left to the kernel
+    res = ks.resync()
+    assert res.ok
+    assert sorted((op, r.prefix) for op, r in kernel.writes) == [
+        ("add", "198.19.3.0/26"),
+        ("delete", "198.19.9.0/26"),
+        ("replace", "198.19.2.0/26"),
+    ]
+    assert kernel_view(kernel) == {right, fixed, new}
+    assert foreign in kernel.routes.values()
+
+
+def test_restart_with_same_desired_writes_nothing() -> None:
+    kernel = FakeKernel()
+    routes = [via(f"198.19.{i}.0/24", "198.18.0.2") for i in range(50)] + [
+        blackhole("198.19.200.0/26")
+    ]
+    first = KernelSync(kernel)
+    first.set_desired(routes)
+    first.resync()
+    first.close()
+    assert kernel.closed and len(kernel_view(kernel)) == 51  # persist: close deleted nothing
+    kernel.writes.clear()
+    second = KernelSync(kernel)
+    second.set_desired(routes)
+    assert second.resync().done == []
+    assert kernel.writes == []
+    assert second.apply().done == [] and kernel.writes == []
+
+
+def test_apply_writes_only_the_delta() -> None:
+    kernel = FakeKernel()
+    ks = KernelSync(kernel)
+    ks.set_desired([blackhole("198.19.1.0/26"), blackhole("198.19.2.0/26")])
+    ks.apply()
+    kernel.writes.clear()
+    ks.update("198.19.3.0/26", via("198.19.3.0/26", "198.18.0.2"))
+    ks.update("198.19.1.0/26", None)
+    assert ks.plan().add and ks.plan().delete
+    ks.apply()
+    assert sorted((op, r.prefix) for op, r in kernel.writes) == [
+        ("add", "198.19.3.0/26"),
+        ("delete", "198.19.1.0/26"),
+    ]
+    kernel.writes.clear()
+    assert ks.apply().done == [] and kernel.writes == []
+
+
+def test_failed_writes_are_reported_and_retried() -> None:
+    kernel = FakeKernel()
+    kernel.fail.add("198.19.5.0/24")
+    ks = KernelSync(kernel)
+    ks.set_desired([via("198.19.5.0/24", "198.18.0.2"), blackhole("198.19.6.0/26")])
+    res = ks.apply()
+    assert [e.route.prefix for e in res.errors] == ["198.19.5.0/24"]
+    kernel.fail.clear()
+    kernel.writes.clear()
+    res = ks.apply()
+    assert res.ok and [r.prefix for _, r in kernel.writes] == ["198.19.5.0/24"]
+
+
+def test_metric_change_adds_new_then_deletes_old_and_tracks_actual() -> None:
+    kernel = FakeKernel()
+    ks = KernelSync(kernel)
+    ks.set_desired([via("198.19.5.0/24", "198.18.0.2", metric=10)])
+    ks.apply()
+    ks.set_desired([via("198.19.5.0/24", "198.18.0.2", metric=20)])
+    ks.apply()
+    assert kernel_view(kernel) == {via("198.19.5.0/24", "198.18.0.2", metric=20)}
+    assert ks.actual["198.19.5.0/24"].metric == 20
+    assert not ks.plan()
+
+
+def test_duplicate_routes_of_ours_are_swept() -> None:
+    keep = via("198.19.5.0/24", "198.18.0.2", metric=20)
+    dup = via("198.19.5.0/24", "198.18.0.3", metric=10)
+    kernel = FakeKernel([dup, keep])
+    ks = KernelSync(kernel)
+    ks.set_desired([keep])
+    assert ks.resync().ok
+    assert kernel_view(kernel) == {keep}
+
+
+def test_desired_ifindex_compared_by_name_and_owner_checked() -> None:
+    kernel = FakeKernel([via("198.19.1.0/26", "198.18.0.2", dev="eth0")])
+    ks = KernelSync(kernel)
+    ks.set_desired([KRoute("198.19.1.0/26", "unicast", (NextHop("198.18.0.2", 2),))])
+    ks.resync()
+    assert kernel.writes == []
+    for bad in (
+        blackhole("198.19.1.0/26", protocol=RTPROT_STATIC),
+        blackhole("198.19.1.0/26", table=7),
+    ):
+        try:
+            ks.update(bad.prefix, bad)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("foreign route accepted")
+
+
+def test_lost_acks_request_a_resync() -> None:
+    class Lossy(FakeKernel):
+        def apply(self, plan: Plan) -> ApplyResult:
+            res = super().apply(plan)
+            lost = res.done.pop()
+            res.errors.append(RouteError(lost[0], lost[1], errno.ENOBUFS))
+            return res
+
+    ks = KernelSync(Lossy())
+    ks.set_desired([blackhole("198.19.1.0/26"), blackhole("198.19.2.0/26")])
+    ks.apply()
+    assert ks.needs_resync
+    ks.resync()
+    assert not ks.needs_resync
+
+
+def test_first_apply_reads_the_kernel_before_writing() -> None:
+    routes = [blackhole("198.19.1.0/26"), via("198.19.2.0/24", "198.18.0.2")]
+    kernel = FakeKernel(routes + [blackhole("198.19.9.0/26")])
+    ks = KernelSync(kernel)
+    ks.set_desired(routes)
+    res = ks.apply()  # no explicit resync: still no re-adding of what is there
+    assert [(op, r.prefix) for op, r in res.done] == [("delete", "198.19.9.0/26")]
+    assert ks.synced
