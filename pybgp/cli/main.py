@@ -19,6 +19,12 @@ COMMANDS = {
     "create": "pybgp.cli.resources",
     "get": "pybgp.cli.resources",
     "delete": "pybgp.cli.resources",
+    "cni-daemon": "pybgp.cli.cni",
+    "install-cni": "pybgp.cli.cni",
+    "ipam": "pybgp.cli.ipam",
+    "show": "pybgp.cli.show",
+    "status": "pybgp.cli.show",
+    "speaker": "pybgp.cli.speaker",
 }
 MODULES = sorted(set(COMMANDS.values()))
 
@@ -34,12 +40,11 @@ def datastore_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("-c", "--config", help="CalicoAPIConfig file (default /etc/pybgp/pybgp.cfg)")
 
 
-def open_kv(args: argparse.Namespace):  # -> KVStore
-    """The datastore named by the flags / environment / config file."""
+def etcd_settings(args: argparse.Namespace):  # -> EtcdConfig
+    """The datastore named by the flags, else the environment, else the config file."""
     from pybgp.config import etcd_config
-    from pybgp.datastore.etcdv3 import EtcdClient
 
-    cfg = etcd_config(
+    return etcd_config(
         {
             "endpoints": args.etcd_endpoints,
             "ca_cert_file": args.etcd_ca_cert_file,
@@ -50,7 +55,12 @@ def open_kv(args: argparse.Namespace):  # -> KVStore
         },
         config_file=args.config,
     )
-    return EtcdClient(cfg)
+
+
+def open_kv(args: argparse.Namespace):  # -> KVStore
+    from pybgp.datastore.etcdv3 import EtcdClient
+
+    return EtcdClient(etcd_settings(args))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -333,8 +333,14 @@ def _quote(value: str) -> str:
 
 
 def render_config(neighbors: Iterable[NeighborConfig], run: Sequence[str],
-                  *, process: str = "pybgp", receive_open: bool = True) -> str:
-    """An ExaBGP 5 configuration: one helper process, one block per peer."""
+                  *, process: str = "pybgp", receive_open: bool = True,
+                  manual_eor: bool = False) -> str:
+    """An ExaBGP 5 configuration: one helper process, one block per peer.
+
+    With ``manual_eor`` ExaBGP does not send End-of-RIB by itself: the helper
+    sends it after its routes (``announce eor``), so a peer in
+    graceful-restart helper mode never sweeps before our routes are back.
+    """
     out = [f"process {process} {{",
            "    run " + " ".join(_shell_word(w) for w in run) + ";",
            "    encoder json;",
@@ -358,6 +364,8 @@ def render_config(neighbors: Iterable[NeighborConfig], run: Sequence[str],
             out.append(f"    connect {n.port};")
         if n.md5_password:
             out.append(f"    md5-password {_quote(n.md5_password)};")
+        if manual_eor:
+            out.append("    manual-eor true;")
         if n.graceful_restart:
             out.append(f"    capability {{ graceful-restart {n.graceful_restart}; }}")
         out += ["    family { ipv4 unicast; }",

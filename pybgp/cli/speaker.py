@@ -1,0 +1,53 @@
+"""``pybgp speaker``: run the node's BGP speaker (in the foreground)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+from pybgp.cli.main import datastore_flags, etcd_settings
+
+
+def node_name(given: str | None) -> str:
+    """--node, else $NODENAME, else /var/lib/calico/nodename, else the hostname."""
+    if given:
+        return given
+    if os.environ.get("NODENAME"):
+        return os.environ["NODENAME"]
+    try:
+        with open("/var/lib/calico/nodename") as fh:
+            name = fh.read().strip()
+            if name:
+                return name
+    except OSError:
+        pass
+    return socket.gethostname()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("speaker", help="run the BGP speaker of this node (BIRD's role)")
+    p.add_argument("--node", help="this node's name (default: $NODENAME or the hostname)")
+    p.add_argument("--bird-socket", default="/var/run/calico/bird.ctl",
+                   help="BIRD-compatible control socket (default %(default)s)")
+    p.add_argument("--json-socket", default="/var/run/pybgp/speaker.sock",
+                   help="socket for pybgp show/status -o json (default %(default)s)")
+    p.add_argument("--state-dir", default="/var/run/pybgp/speaker",
+                   help="ExaBGP's configuration, socket and log (default %(default)s)")
+    p.add_argument("--secrets-dir", default="/etc/pybgp/secrets",
+                   help="where secretKeyRef passwords live: DIR/NAME/KEY (default %(default)s)")
+    p.add_argument("--startup-hold", type=float, default=120.0,
+                   help="seconds to keep routes from before a restart while peers "
+                        "re-send theirs (default %(default)s)")
+    datastore_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pybgp.speaker.daemon import Options, main
+
+    return main(Options(
+        node=node_name(args.node), etcd=etcd_settings(args), bird_socket=args.bird_socket,
+        json_socket=args.json_socket, state_dir=args.state_dir,
+        secrets_dir=args.secrets_dir, startup_hold=args.startup_hold,
+    ))

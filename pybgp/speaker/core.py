@@ -1,0 +1,311 @@
+"""The speaker's brain: events in, effects out. Pure — no I/O, no clock reads.
+
+It owns: the inputs from etcd (``Inputs``), this node's local ``cali*`` /32
+routes, the RIB of learned paths, per-peer session state, what we advertise
+and what the kernel must hold. Each ``on_*`` method returns ``Effects`` that
+the shell (``daemon.py``) carries out: lines to send to ExaBGP, whether the
+ExaBGP configuration must be rewritten, whether the kernel's desired routes
+changed, timers to start.
+
+Invariants:
+- Only blocks with a *confirmed* affinity are advertised and blackholed, and
+  nothing is originated before the datastore is in sync.
+- A route of ours already in the kernel at start-up is kept (``retained``)
+  until every established peer has sent End-of-RIB or the start-up hold
+  expires: a restarting speaker never blackholes traffic.
+- A peer that restarts gracefully keeps its paths (stale) until it sends
+  End-of-RIB or its restart time runs out; a peer that goes down without the
+  graceful-restart capability loses them at once.
+- Our advertisements to a peer that comes up are followed by our own
+  End-of-RIB (ExaBGP runs with ``manual-eor``), so a peer in graceful-restart
+  helper mode never sweeps our routes before it has them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from pybgp.kernel_sync.desired import KRoute, NextHop, blackhole
+from pybgp.speaker import exabgp_api as exa
+from pybgp.speaker.inputs import Inputs
+from pybgp.speaker.peers import PeerSpec, desired_peers
+from pybgp.speaker.policy import ExportPlan, export_plan, import_decision
+from pybgp.speaker.rib import Rib
+
+SPEAKER_PROTOCOL = 12  # BIRD's route protocol number; see kernel_sync.desired
+# Path attributes of our own routes: ExaBGP sets AS_PATH ([] iBGP, [our AS]
+# eBGP); LOCAL_PREF is not sent on eBGP sessions, so leave it to ExaBGP too.
+OWN_ATTRS = exa.Attributes(origin="igp", local_pref=None, as_path=None)
+
+
+@dataclass
+class Effects:
+    commands: list[str] = field(default_factory=list)
+    reconfigure: bool = False
+    kernel: bool = False
+    timers: list[tuple[str, float]] = field(default_factory=list)
+
+    def __iadd__(self, other: Effects) -> Effects:
+        self.commands += other.commands
+        self.reconfigure |= other.reconfigure
+        self.kernel |= other.kernel
+        self.timers += other.timers
+        return self
+
+
+@dataclass
+class PeerRuntime:
+    """What we know of one session, keyed by peer address."""
+
+    state: str = "idle"  # idle | connected | up | down
+    since: float = 0.0
+    reason: str = ""
+    router_id: str = ""
+    restart_time: int | None = None  # the peer's graceful-restart capability
+    eor: bool = False
+
+
+class Speaker:
+    def __init__(
+        self,
+        inputs: Inputs,
+        matches: Callable[[str, Mapping[str, str]], bool],
+        *,
+        startup_hold: float = 120.0,
+    ):
+        self.inputs = inputs
+        self.matches = matches
+        self.startup_hold = startup_hold
+        self.local_routes: dict[str, str] = {}  # cali /32 → interface
+        self.peers: dict[str, PeerSpec] = {}  # name → spec
+        self.runtime: dict[str, PeerRuntime] = {}  # address → runtime
+        self.rib: Rib | None = None
+        self.advertised: set[str] = set()
+        self.export = ExportPlan(advertise=frozenset(), blackholes=frozenset())
+        self.retained: dict[str, KRoute] = {}  # our routes found in the kernel at start
+        self.holding = True
+        self.synced = False  # no origination before the datastore is read whole
+        self.started_at = 0.0
+        self.reconfigured_at = 0.0
+
+    # -- derived state ---------------------------------------------------------
+
+    @property
+    def router_id(self) -> str:
+        local = self.inputs.local
+        return (local.ipv4 or "").split("/")[0] if local else ""
+
+    @property
+    def local_as(self) -> int:
+        local = self.inputs.local
+        if local and local.as_number:
+            return local.as_number
+        return self.inputs.config.as_number
+
+    def peer_by_address(self, address: str) -> PeerSpec | None:
+        for spec in self.peers.values():
+            if spec.address == address:
+                return spec
+        return None
+
+    def neighbor_configs(self) -> list[exa.NeighborConfig]:
+        return [
+            exa.NeighborConfig(
+                address=spec.address,
+                local_address=spec.local_address,
+                router_id=self.router_id,
+                local_as=spec.local_as,
+                peer_as=spec.peer_as,
+                passive=spec.passive,
+                md5_password=spec.md5_password,
+                graceful_restart=spec.restart_time,
+                port=spec.port,
+                listen_port=self.inputs.config.listen_port,
+                description=spec.name,
+            )
+            for spec in sorted(self.peers.values(), key=lambda s: s.name)
+        ]
+
+    def kernel_routes(self) -> dict[str, KRoute]:
+        """Everything of ours the kernel must hold now."""
+        routes = {cidr: blackhole(cidr, protocol=SPEAKER_PROTOCOL)
+                  for cidr in self.export.blackholes}
+        own = self.router_id
+        if self.rib is not None:
+            for prefix, decision in self.rib.decisions().items():
+                if prefix in routes or prefix in self.local_routes:
+                    continue
+                hops = tuple(NextHop(gateway=nh) for nh in decision.next_hops if nh != own)
+                if hops:
+                    routes[prefix] = KRoute(prefix, "unicast", hops, SPEAKER_PROTOCOL)
+        if self.holding:
+            for prefix, route in self.retained.items():
+                routes.setdefault(prefix, route)
+        return routes
+
+    # -- events ------------------------------------------------------------------
+
+    def start(self, now: float, retained: Iterable[KRoute]) -> Effects:
+        """Begin: what of ours the kernel already holds, and the hold timer."""
+        self.started_at = now
+        self.retained = {r.prefix: r for r in retained}
+        fx = self._recompute(now)
+        fx.kernel = True
+        if self.holding:
+            fx.timers.append(("startup-hold", self.startup_hold))
+        return fx
+
+    def on_synced(self, now: float) -> Effects:
+        """Every datastore prefix has been read: origination may begin."""
+        if self.synced:
+            return Effects()
+        self.synced = True
+        return self._recompute(now)
+
+    def on_datastore(self, key: str, value: bytes | None, now: float) -> Effects:
+        if not self.inputs.apply(key, value):
+            return Effects()
+        return self._recompute(now)
+
+    def on_local_route(self, action: str, prefix: str, ifname: str, now: float) -> Effects:
+        if action == "add":
+            if self.local_routes.get(prefix) == ifname:
+                return Effects()
+            self.local_routes[prefix] = ifname
+        elif self.local_routes.pop(prefix, None) is None:
+            return Effects()
+        return self._recompute(now)
+
+    def on_exabgp(self, line: str, now: float) -> Effects:
+        router_ids = {a: r.router_id for a, r in self.runtime.items() if r.router_id}
+        event = exa.parse_message(line, router_ids)
+        if isinstance(event, exa.PeerState):
+            return self._on_state(event, now)
+        if isinstance(event, exa.Open):
+            rt = self.runtime.setdefault(event.peer, PeerRuntime())
+            rt.router_id = event.router_id
+            rt.restart_time = event.graceful_restart_time
+            return Effects()
+        if isinstance(event, exa.Update):
+            return self._on_update(event)
+        if isinstance(event, exa.EndOfRib):
+            rt = self.runtime.setdefault(event.peer, PeerRuntime())
+            rt.eor = True
+            fx = Effects(kernel=bool(self.rib and self.rib.sweep_stale(event.peer)))
+            fx += self._maybe_end_hold()
+            return fx
+        return Effects()
+
+    def on_timer(self, name: str, now: float) -> Effects:
+        if name == "startup-hold":
+            return self._end_hold()
+        if name.startswith("gr:") and self.rib is not None:
+            peer = name[3:]
+            rt = self.runtime.get(peer)
+            if rt is None or rt.state != "up" or not rt.eor:
+                return Effects(kernel=bool(self.rib.sweep_stale(peer)))
+        return Effects()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _on_state(self, event: exa.PeerState, now: float) -> Effects:
+        rt = self.runtime.setdefault(event.peer, PeerRuntime())
+        was = rt.state
+        rt.state, rt.since, rt.reason = event.state, now, event.reason
+        fx = Effects()
+        if event.state == "up" and was != "up":
+            rt.eor = False
+            if self.advertised:
+                fx.commands += exa.announce_batch(
+                    "self", sorted(self.advertised), OWN_ATTRS, neighbor=event.peer)
+            fx.commands.append(exa.announce_eor(neighbor=event.peer))
+        elif event.state == "down" and was == "up" and self.rib is not None:
+            if rt.restart_time:
+                self.rib.mark_stale(event.peer)
+                spec = self.peer_by_address(event.peer)
+                limit = spec.restart_time if spec else rt.restart_time
+                fx.timers.append((f"gr:{event.peer}", float(min(rt.restart_time, limit))))
+            else:
+                fx.kernel = bool(self.rib.drop_peer(event.peer))
+        return fx
+
+    def _on_update(self, event: exa.Update) -> Effects:
+        if self.rib is None:
+            return Effects()
+        pools = list(self.inputs.pools.values())
+        changed: set[str] = set()
+        for prefix in event.withdraws:
+            changed |= self.rib.withdraw(prefix, event.peer)
+        for path in event.announces:
+            if import_decision(path.prefix, pools).accept:
+                changed |= self.rib.update(path)
+            else:
+                changed |= self.rib.withdraw(path.prefix, event.peer)
+        return Effects(kernel=bool(changed))
+
+    def _recompute(self, now: float) -> Effects:
+        fx = Effects()
+        local = self.inputs.local
+        # RIB identity follows our AS and router id.
+        if local is None:
+            if self.rib is not None:
+                self.rib = None
+                fx.kernel = True
+        elif self.rib is None or (self.rib.local_as, self.rib.router_id) != (
+            self.local_as, self.router_id
+        ):
+            self.rib = Rib(local_as=self.local_as, router_id=self.router_id,
+                           cluster_id=local.rr_cluster_id)
+            fx.kernel = True
+        # Peers.
+        peers: dict[str, PeerSpec] = {}
+        if local is not None:
+            peers = desired_peers(local, self.inputs.nodes.values(), self.inputs.config,
+                                  self.inputs.bgp_peers.values(), self.matches)
+        if peers != self.peers:
+            gone = {s.address for s in self.peers.values()} - {s.address for s in peers.values()}
+            for address in gone:
+                self.runtime.pop(address, None)
+                if self.rib is not None and self.rib.drop_peer(address):
+                    fx.kernel = True
+            self.peers = peers
+            self.reconfigured_at = now
+            fx.reconfigure = True
+        # Origination (a half-read datastore would advertise a pod's /32 before
+        # the block affinity that suppresses it had arrived).
+        if not self.synced:
+            return fx
+        plan = export_plan(list(self.inputs.pools.values()), set(self.inputs.affine_blocks),
+                           dict(self.local_routes))
+        if plan.blackholes != self.export.blackholes:
+            fx.kernel = True
+        self.export = plan
+        add = sorted(plan.advertise - self.advertised)
+        remove = sorted(self.advertised - plan.advertise)
+        if remove:
+            fx.commands += exa.withdraw_batch(remove)
+        if add:
+            fx.commands += exa.announce_batch("self", add, OWN_ATTRS)
+        self.advertised = set(plan.advertise)
+        if local is None:
+            fx.kernel = True
+        fx += self._maybe_end_hold()
+        return fx
+
+    def _maybe_end_hold(self) -> Effects:
+        """End the start-up hold once every established peer has sent End-of-RIB."""
+        if not self.holding or not self.peers:
+            return Effects()
+        addresses = [s.address for s in self.peers.values()]
+        states = [self.runtime.get(a, PeerRuntime()) for a in addresses]
+        if all(rt.state == "up" and rt.eor for rt in states):
+            return self._end_hold()
+        return Effects()
+
+    def _end_hold(self) -> Effects:
+        if not self.holding:
+            return Effects()
+        self.holding = False
+        self.retained = {}
+        return Effects(kernel=True)

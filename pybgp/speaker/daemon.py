@@ -1,0 +1,242 @@
+"""``pybgp speaker``: the node's BGP speaker (BIRD's role in Calico).
+
+The shell around ``core.Speaker``: one asyncio loop and one queue. Producers
+— etcd syncers (threads), the kernel route monitor (a socket reader), the
+ExaBGP relay, timers — put events on the queue; the loop feeds them to the
+pure core and carries out its effects. Kernel writes are coalesced: after a
+burst of events the desired routes are applied once, in a worker thread, so
+a 100k-route write never stalls the BGP sessions.
+
+Nothing is written to ExaBGP or the kernel before every datastore prefix is
+in sync (a half-read datastore would look like peers and blocks vanished).
+On exit nothing is flushed: routes persist in the kernel like BIRD's
+``persist``, and peers keep ours for the graceful-restart time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
+from pybgp.datastore.syncer import InSync, Status, Syncer, Update
+from pybgp.ipam.keys import affinities_prefix
+from pybgp.kernel_sync.monitor import RouteMonitor
+from pybgp.kernel_sync.sync import KernelSync
+from pybgp.model import KEY_PREFIX
+from pybgp.model.selector import matches
+from pybgp.speaker import exabgp_api as exa
+from pybgp.speaker.core import SPEAKER_PROTOCOL, Effects, Speaker
+from pybgp.speaker.ctl import serve_bird, serve_json
+from pybgp.speaker.ctl import stop as ctl_stop
+from pybgp.speaker.exabgp_proc import ExaBGP
+from pybgp.speaker.inputs import RESOURCE_PLURALS, Inputs
+
+log = logging.getLogger("pybgp.speaker")
+RESYNC_INTERVAL = 90.0  # slow background repair of kernel drift
+
+
+@dataclass
+class Options:
+    node: str
+    etcd: EtcdConfig
+    bird_socket: str = "/var/run/calico/bird.ctl"
+    json_socket: str = "/var/run/pybgp/speaker.sock"
+    state_dir: str = "/var/run/pybgp/speaker"
+    secrets_dir: str = "/etc/pybgp/secrets"
+    startup_hold: float = 120.0
+
+
+class SpeakerDaemon:
+    def __init__(self, opts: Options):
+        self.opts = opts
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.speaker = Speaker(Inputs(opts.node, opts.secrets_dir), matches,
+                               startup_hold=opts.startup_hold)
+        self.kernel = KernelSync(protocol=SPEAKER_PROTOCOL)
+        self.exabgp = ExaBGP(opts.state_dir, self._from_exabgp, self._exabgp_exited)
+        self.prefixes = [f"{KEY_PREFIX}{p}/" for p in RESOURCE_PLURALS]
+        self.prefixes.append(affinities_prefix(opts.node))
+        self.unsynced = set(self.prefixes)
+        self.syncers: list[Syncer] = []
+        self.pending = Effects()
+        self.kernel_dirty = False
+        self.kernel_busy = False
+        self.exabgp_started = False
+        self.datastore_state = "connecting"
+        self.stopping = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- producers -------------------------------------------------------------
+
+    def _put(self, kind: str, payload: Any) -> None:
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, payload))
+
+    def _from_exabgp(self, line: str) -> None:
+        self.queue.put_nowait(("exabgp", line))
+
+    def _exabgp_exited(self, code: int) -> None:
+        # Every session died with it: tell the core, as ExaBGP itself cannot.
+        for address, rt in self.speaker.runtime.items():
+            if rt.state == "up":
+                self.queue.put_nowait(("exabgp", _state_line(address, "down", "ExaBGP exited")))
+
+    def _start_syncer(self, prefix: str) -> None:
+        cfg = self.opts.etcd
+        syncer = Syncer(lambda: EtcdClient(cfg), prefix)
+        self.syncers.append(syncer)
+
+        def run() -> None:
+            for ev in syncer.events():
+                self._put("datastore", (prefix, ev))
+
+        threading.Thread(target=run, name=f"syncer {prefix}", daemon=True).start()
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.stopping.set)
+        retained = await asyncio.to_thread(
+            self.kernel.backend.dump_routes, SPEAKER_PROTOCOL, self.kernel.table)
+        self._handle(self.speaker.start(time.time(), retained))
+        monitor = RouteMonitor()
+        for ev in monitor.seed():
+            self._handle(self.speaker.on_local_route(ev.action, ev.prefix, ev.ifname, time.time()))
+        def local_routes(events: list[Any]) -> None:
+            for ev in events:
+                self.queue.put_nowait(("kernel", ev))
+
+        monitor.attach(local_routes, self.loop)
+        for prefix in self.prefixes:
+            self._start_syncer(prefix)
+        servers = await self._serve_ctl()
+        resync = self.loop.create_task(self._periodic_resync())
+        stopper = self.loop.create_task(self.stopping.wait())
+        try:
+            while not self.stopping.is_set():
+                getter = self.loop.create_task(self.queue.get())
+                done, _ = await asyncio.wait({getter, stopper},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                self._dispatch(*getter.result())
+                while not self.queue.empty():  # drain the burst, then act once
+                    self._dispatch(*self.queue.get_nowait())
+                await self._flush()
+        finally:
+            resync.cancel()
+            monitor.detach()
+            monitor.close()
+            for syncer in self.syncers:
+                syncer.stop()
+            for server, path in zip(servers, self._ctl_paths, strict=True):
+                await ctl_stop(server, path)
+            await self.exabgp.stop()
+            self.kernel.close()  # deletes nothing: our routes persist
+
+    def _dispatch(self, kind: str, payload: Any) -> None:
+        now = time.time()
+        if kind == "datastore":
+            prefix, ev = payload
+            if isinstance(ev, Update):
+                self._handle(self.speaker.on_datastore(ev.key, ev.value, now))
+            elif isinstance(ev, InSync):
+                self.unsynced.discard(prefix)
+                self.datastore_state = "in sync" if not self.unsynced else "syncing"
+                if not self.unsynced:
+                    self._handle(self.speaker.on_synced(now))
+            elif isinstance(ev, Status) and ev.state != "connected":
+                log.warning("datastore %s: %s", ev.state, ev.reason)
+                self.datastore_state = f"{ev.state}: {ev.reason}"
+        elif kind == "kernel":
+            self._handle(self.speaker.on_local_route(payload.action, payload.prefix,
+                                                     payload.ifname, now))
+        elif kind == "exabgp":
+            self._handle(self.speaker.on_exabgp(payload, now))
+        elif kind == "timer":
+            self._handle(self.speaker.on_timer(payload, now))
+
+    def _handle(self, fx: Effects) -> None:
+        self.pending += fx
+        assert self.loop is not None
+        for name, delay in fx.timers:
+            self.loop.call_later(delay, self.queue.put_nowait, ("timer", name))
+        fx.timers.clear()
+
+    async def _flush(self) -> None:
+        if self.unsynced:
+            return  # nothing leaves this process before the datastore is read whole
+        fx, self.pending = self.pending, Effects()
+        config = exa.render_config(self.speaker.neighbor_configs(), self.exabgp.relay_argv,
+                                   manual_eor=True)
+        if not self.exabgp_started:
+            await self.exabgp.start(config)
+            self.exabgp_started = True
+        elif fx.reconfigure:
+            self.exabgp.reconfigure(config)
+        if fx.commands:
+            self.exabgp.send(fx.commands)
+        if fx.kernel or self.kernel_dirty:
+            self.kernel_dirty = True
+            if not self.kernel_busy:
+                self.loop_task(self._apply_kernel())
+
+    def loop_task(self, coro: Any) -> None:
+        assert self.loop is not None
+        self.loop.create_task(coro)
+
+    async def _apply_kernel(self, resync: bool = False) -> None:
+        self.kernel_busy = True
+        try:
+            while self.kernel_dirty or resync:
+                self.kernel_dirty = False
+                self.kernel.set_desired(self.speaker.kernel_routes())
+                run: Callable[[], Any] = self.kernel.resync if (
+                    resync or self.kernel.needs_resync) else self.kernel.apply
+                resync = False
+                result = await asyncio.to_thread(run)
+                for err in result.errors[:10]:
+                    log.warning("kernel: %s", err)
+        finally:
+            self.kernel_busy = False
+
+    async def _periodic_resync(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_INTERVAL)
+            if not self.kernel_busy and not self.unsynced:
+                await self._apply_kernel(resync=True)
+
+    @property
+    def _ctl_paths(self) -> list[str]:
+        return [self.opts.bird_socket, self.opts.json_socket]
+
+    async def _serve_ctl(self) -> list[asyncio.Server]:
+        from pybgp.speaker.view import View
+
+        view = View(self)
+        return [await serve_bird(self.opts.bird_socket, view),
+                await serve_json(self.opts.json_socket, view)]
+
+
+def _state_line(address: str, state: str, reason: str) -> str:
+    import json
+
+    return json.dumps({"type": "state", "neighbor": {
+        "address": {"peer": address}, "state": state, "reason": reason}})
+
+
+def main(opts: Options) -> int:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(SpeakerDaemon(opts).run())
+    return 0

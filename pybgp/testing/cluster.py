@@ -1,0 +1,149 @@
+"""A virtual pybgp cluster: nodes in namespaces, etcd, speakers, pods.
+
+Built on ``Topology`` (namespaces, clean-up by identity) and a real etcd:
+each node gets a Calico ``Node`` resource, a ``pybgp speaker`` process inside
+its namespace (etcd over the unix socket, its sockets and state in a private
+directory), and pods whose addresses come from IPAM exactly as the CNI plugin
+takes them, so the speaker sees confirmed block affinities.
+
+Used by the system tests and by ``pybgp lab``. Every wait here is bounded.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
+from pybgp.datastore.resources import ResourceStore
+from pybgp.ipam import IPAM, Pool
+from pybgp.model import parse_resource
+from pybgp.testing.etcd import EtcdServer
+from pybgp.testing.netns import Node, Pod, Topology
+
+
+def resource(kind: str, name: str, spec: dict[str, Any], **metadata: Any) -> Any:
+    return parse_resource({"apiVersion": "projectcalico.org/v3", "kind": kind,
+                           "metadata": {"name": name, **metadata}, "spec": spec})
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(step)
+
+
+@dataclass
+class ClusterNode:
+    name: str
+    node: Node
+    dir: Path
+    speaker: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bird_socket(self) -> str:
+        return str(self.dir / "bird.ctl")
+
+    @property
+    def json_socket(self) -> str:
+        return str(self.dir / "speaker.sock")
+
+
+class Cluster:
+    def __init__(self, topology: Topology, etcd: EtcdServer, *,
+                 pool: str = "198.19.0.0/16", workdir: str | None = None):
+        self.topo = topology
+        self.etcd = etcd
+        self.kv = EtcdClient(EtcdConfig(endpoints=[etcd.endpoint]))
+        self.store = ResourceStore(self.kv)
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pybgp-cluster-"))
+        self.secrets_dir = self.workdir / "secrets"
+        self.nodes: dict[str, ClusterNode] = {}
+        self.pools = [Pool(pool)]
+        self.store.apply([resource("IPPool", "default-pool", {"cidr": pool})])
+        topology.add_fabric()
+
+    def add_node(self, name: str, ip: str, **bgp: Any) -> ClusterNode:
+        node = self.topo.add_node(name, ip)
+        self.store.apply([resource("Node", name, {"bgp": {"ipv4Address": ip, **bgp}})])
+        d = self.workdir / name
+        d.mkdir(parents=True, exist_ok=True)
+        cn = ClusterNode(name, node, d)
+        self.nodes[name] = cn
+        return cn
+
+    def set_secret(self, secret: str, key: str, value: str) -> None:
+        path = self.secrets_dir / secret
+        path.mkdir(parents=True, exist_ok=True)
+        (path / key).write_text(value)
+
+    def start_speaker(self, name: str, *, startup_hold: float = 10.0) -> subprocess.Popen[bytes]:
+        cn = self.nodes[name]
+        log = open(cn.dir / "speaker.log", "ab")  # noqa: SIM115 - the child owns it
+        try:
+            cn.speaker = self.topo.popen(
+                cn.node, sys.executable, "-m", "pybgp.cli.main", "speaker", "--node", name,
+                "--etcd-endpoints", self.etcd.unix_endpoint,
+                "--bird-socket", cn.bird_socket, "--json-socket", cn.json_socket,
+                "--state-dir", str(cn.dir / "state"), "--secrets-dir", str(self.secrets_dir),
+                "--startup-hold", str(startup_hold),
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        finally:
+            log.close()
+        return cn.speaker
+
+    def kill_speaker(self, name: str) -> None:
+        """SIGKILL, as a crash would: nothing gets to clean up."""
+        proc = self.nodes[name].speaker
+        assert proc is not None
+        proc.kill()
+        proc.wait(10)
+
+    def add_pod(self, node: str, pod: str, *, ip: str | None = None,
+                ipam_node: str | None = None, **ipam_args: Any) -> Pod:
+        """A pod wired like the CNI plugin does, its address taken from IPAM."""
+        ipam = IPAM(self.kv, ipam_node or node, **ipam_args)
+        handle = f"k8s-pod-network.{node}-{pod}"
+        if ip is None:
+            ip = str(ipam.auto_assign(handle, 1, {"node": node, "pod": pod}, self.pools)[0].ip)
+        else:
+            ipam.assign_ip(ip, handle, {"node": node, "pod": pod}, self.pools)
+        return self.topo.add_pod(self.nodes[node].node, pod, ip)
+
+    def routes(self, name: str) -> str:
+        return self.topo.exec(self.nodes[name].node, "ip", "route", "show").stdout
+
+    def wait_route(self, name: str, prefix: str, timeout: float = 30.0, *,
+                   present: bool = True) -> None:
+        def check() -> bool:
+            have = any(line.split()[0] == prefix for line in self.routes(name).splitlines())
+            return have == present
+
+        wait_until(check, timeout, f"route {prefix} {'on' if present else 'gone from'} {name}")
+
+    def birdcl(self, name: str, *command: str) -> str:
+        out = subprocess.run(["birdcl", "-s", self.nodes[name].bird_socket, *command],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout
+
+    def wait_established(self, name: str, count: int, timeout: float = 30.0) -> None:
+        def check() -> bool:
+            return self.birdcl(name, "show", "protocols").count("Established") >= count
+
+        wait_until(check, timeout, f"{count} established sessions on {name}")
+
+    def close(self) -> None:
+        self.kv.close()
+
