@@ -32,6 +32,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 GATEWAY = "169.254.1.1"
 WORKLOAD_ROUTE_PROTO = 80
+RTPROT_BOOT = 3
 CLONE_NEWNET = 0x40000000
 NUD_PERMANENT = 0x80
 
@@ -163,8 +164,9 @@ def _configure_container(
         ipr.link("set", index=index, state="up")
         for net in nets:
             ipr.addr("add", index=index, address=str(net.ip), prefixlen=net.max_prefixlen)
-        ipr.route("add", dst=f"{GATEWAY}/32", oif=index, scope="link")
-        ipr.route("add", dst="0.0.0.0/0", gateway=GATEWAY, oif=index)
+        # proto boot, as `ip route add` and Calico's netlink calls write them
+        ipr.route("add", dst=f"{GATEWAY}/32", oif=index, scope="link", proto=RTPROT_BOOT)
+        ipr.route("add", dst="0.0.0.0/0", gateway=GATEWAY, oif=index, proto=RTPROT_BOOT)
         ipr.neigh("add", dst=GATEWAY, lladdr=host_mac, ifindex=index, state=NUD_PERMANENT)
         return _mac(ipr, index)
 
