@@ -106,7 +106,7 @@ def example_conflist(etcd_endpoints: str | None) -> dict[str, object]:
 
 def run_install(args: argparse.Namespace) -> int:
     os.makedirs(args.bin_dir, exist_ok=True)
-    for name, module, what in (("pybgp-cni", "pybgp.cni.entry", "CNI plugin"),
+    for name, module, what in (("pybgp-cni", "pybgp.cni.client", "CNI plugin"),
                                ("pybgp-ipam", "pybgp.cni.ipam_entry", "IPAM plugin")):
         path = os.path.join(args.bin_dir, name)
         write_launcher(path, module, what)

@@ -6,41 +6,39 @@ both warm and runs the same ``pybgp.cni.plugin.handle`` the executable would
 run in-process. One thread per request (CNI runtimes call concurrently; IPAM
 is compare-and-swap, so concurrent requests are safe).
 
-Wire format: one JSON object per connection each way:
-``{"request": <spec.Request.to_wire()>}`` → ``{"result": …}`` or
-``{"error": {"code", "msg", "details"}}``.
-The socket is created mode 0600 (root only), in a directory it creates 0700.
+Wire format: ``pybgp.cni.client`` (the raw CNI environment and stdin in; the
+exit status and stdout bytes out). The socket is created mode 0600 (root
+only), in a directory it creates 0700.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socketserver
 import threading
-from typing import Any
 
-from pybgp.cni import spec
+from pybgp.cni import client, spec
+from pybgp.cni.entry import process, render
 
 log = logging.getLogger("pybgp.cni.daemon")
+MAX_REQUEST = 1 << 20  # a CNI config with prevResult is a few KiB
 
 
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         from pybgp.cni.plugin import handle
 
-        reply: dict[str, Any]
+        data = self.rfile.read(MAX_REQUEST + 1)
         try:
-            data = json.loads(self.rfile.readline())
-            req = spec.Request.from_wire(data["request"])
-            reply = {"result": handle(req)}
-        except spec.CNIError as exc:
-            reply = {"error": exc.to_json(spec.LATEST)}
-        except Exception as exc:
-            log.exception("request failed")
-            reply = {"error": {"code": spec.INTERNAL, "msg": f"internal error: {exc}"}}
-        self.wfile.write(json.dumps(reply).encode() + b"\n")
+            env, stdin = client.decode(data)
+        except ValueError as exc:
+            log.warning("bad request on the CNI socket: %s", exc)
+            err = spec.CNIError(spec.DECODE_FAILURE, f"malformed request from pybgp-cni: {exc}")
+            self.wfile.write(b"1\n" + render(1, err.to_json(spec.LATEST)))
+            return
+        status, out = process(env, stdin, handle)
+        self.wfile.write(b"%d\n" % status + render(status, out))
 
 
 class CNIDaemon(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -80,3 +78,4 @@ def serve(path: str) -> None:
         server.serve_forever()
     finally:
         server.server_close()
+

@@ -19,7 +19,7 @@ from typing import Any
 from pybgp.cni import spec
 from pybgp.cni.config import Settings
 from pybgp.datastore.kv import KV, Check, Delete, KVStore
-from pybgp.errors import ConflictError
+from pybgp.errors import AlreadyExistsError, ConflictError
 
 WEP_PREFIX = "/calico/resources/v3/projectcalico.org/workloadendpoints/"
 CAS_ATTEMPTS = 10
@@ -75,6 +75,11 @@ def write(kv: KVStore, wep: Any) -> None:
     from pybgp.datastore.resources import ResourceStore
 
     store = ResourceStore(kv)
+    try:  # the common case, one round trip: no endpoint for this pod yet
+        store.create(wep)
+        return
+    except AlreadyExistsError:
+        pass
     for _ in range(CAS_ATTEMPTS):
         current = kv.get(wep.etcd_key())
         try:

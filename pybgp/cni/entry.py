@@ -1,72 +1,26 @@
-"""``pybgp-cni``: the executable a container runtime runs for every pod.
+"""The CNI plugin run in this process (when no ``pybgp cni-daemon`` listens).
 
-Fast path: the request is handed over a unix socket to the node's long-running
-``pybgp cni-daemon`` (which has pyroute2 imported and etcd connected). When no
-daemon answers, the very same library code runs in this process — slower to
-start, equally correct. Either way the output is the CNI result or CNI error
-JSON on stdout, logs go to stderr (or the config's ``log_file_path``), and a
-Python traceback never reaches stdout.
-
-This module imports only the standard library and ``pybgp.cni.spec``.
+``process`` is one invocation as pure data handling around a handler:
+environment + stdin in, (exit status, JSON to print) out. The daemon calls
+it with ``plugin.handle`` for requests ``pybgp.cni.client`` forwards; the
+client calls ``main`` here when there is no daemon. Output is the CNI result
+or CNI error JSON on stdout; logs go to stderr; a traceback never reaches
+stdout.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from pybgp.cni import spec
 
-DEFAULT_SOCKET = "/var/run/pybgp/cni.sock"
-_ENV_SOCKET = "PYBGP_CNI_SOCKET"
-# A request the daemon has not answered within this time is reported as
-# "try again later" (CNI code 11); ADD and DEL are idempotent, so a retry is safe.
-DAEMON_TIMEOUT = 60.0
+Handler = Callable[[spec.Request], "dict[str, Any] | None"]
 
 
-def socket_path(config: Mapping[str, Any], env: Mapping[str, str]) -> str:
-    return str(config.get("daemon_socket") or env.get(_ENV_SOCKET) or DEFAULT_SOCKET)
-
-
-def call_daemon(path: str, message: dict[str, Any]) -> dict[str, Any] | None:
-    """Send one request to the daemon; None if no daemon listens at ``path``."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(DAEMON_TIMEOUT)
-        try:
-            sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError):
-            return None
-        sock.sendall(json.dumps(message).encode() + b"\n")
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    except OSError as exc:
-        raise spec.CNIError(
-            spec.TRY_AGAIN_LATER, f"pybgp cni-daemon at {path} failed: {exc}"
-        ) from exc
-    finally:
-        sock.close()
-    data = b"".join(chunks)
-    if not data:
-        raise spec.CNIError(spec.TRY_AGAIN_LATER, f"pybgp cni-daemon at {path} gave no answer")
-    reply: dict[str, Any] = json.loads(data)
-    return reply
-
-
-def run(
-    env: Mapping[str, str],
-    stdin: bytes,
-    handle_local: Callable[[spec.Request], dict[str, Any] | None],
-) -> tuple[int, dict[str, Any] | None]:
+def process(env: Mapping[str, str], stdin: bytes, handler: Handler) -> tuple[int, Any]:
     """One invocation: (exit status, JSON to print or None)."""
     version = spec.LATEST
     try:
@@ -74,18 +28,22 @@ def run(
         version = req.version
         if req.command == "VERSION":
             return 0, spec.version_reply(req)
-        reply = call_daemon(socket_path(req.config, env), {"request": req.to_wire()})
-        if reply is None:
-            return 0, handle_local(req)
-        if reply.get("error"):
-            err = reply["error"]
-            raise spec.CNIError(int(err["code"]), err["msg"], err.get("details", ""))
-        return 0, reply.get("result")
+        return 0, handler(req)
     except spec.CNIError as exc:
-        return 1, exc.to_json(version if version != spec.LATEST else _stdin_version(stdin))
+        return 1, exc.to_json(version if version != spec.LATEST else stdin_version(stdin))
+    except Exception as exc:  # the runtime must get JSON, not a traceback
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
+        err = spec.CNIError(spec.INTERNAL, f"internal error: {exc}")
+        return 1, err.to_json(stdin_version(stdin))
 
 
-def _stdin_version(stdin: bytes) -> str:
+def render(status: int, out: Any) -> bytes:
+    return b"" if out is None else json.dumps(out).encode() + b"\n"
+
+
+def stdin_version(stdin: bytes) -> str:
     """The config's cniVersion for an error reply, even when the request was invalid."""
     try:
         version = json.loads(stdin).get("cniVersion")
@@ -94,23 +52,25 @@ def _stdin_version(stdin: bytes) -> str:
     return version if version in spec.SUPPORTED_VERSIONS else spec.LATEST
 
 
-def _handle_local(req: spec.Request) -> dict[str, Any] | None:
+def try_again_later(stdin: bytes, message: str) -> int:
+    err = spec.CNIError(spec.TRY_AGAIN_LATER, message)
+    sys.stdout.write(json.dumps(err.to_json(stdin_version(stdin))) + "\n")
+    return 1
+
+
+def _plugin(req: spec.Request) -> dict[str, Any] | None:
     from pybgp.cni.plugin import handle
 
     return handle(req)
 
 
-def main() -> int:
-    stdin = sys.stdin.buffer.read() if not sys.stdin.isatty() else b""
-    try:
-        status, out = run(os.environ, stdin, _handle_local)
-    except Exception as exc:  # last resort: the runtime must get JSON, not a traceback
-        import traceback
+def main(stdin: bytes | None = None) -> int:
+    import os
 
-        traceback.print_exc(file=sys.stderr)
-        status, out = 1, spec.CNIError(spec.INTERNAL, f"internal error: {exc}").to_json(spec.LATEST)
-    if out is not None:
-        sys.stdout.write(json.dumps(out) + "\n")
+    if stdin is None:
+        stdin = sys.stdin.buffer.read() if not sys.stdin.isatty() else b""
+    status, out = process(os.environ, stdin, _plugin)
+    sys.stdout.buffer.write(render(status, out))
     return status
 
 

@@ -141,23 +141,10 @@ def _remove_container_interface(netns: str, ifname: str) -> None:
     """Delete ``ifname`` inside ``netns`` (and so its host peer); gone is fine."""
     if not netns:
         return
-    from pybgp.cni.wiring import in_netns
-
-    def remove() -> None:
-        from pyroute2 import IPRoute
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        with IPRoute() as ipr:
-            found = ipr.link_lookup(ifname=ifname)
-            if found:
-                try:
-                    ipr.link("del", index=found[0])
-                except NetlinkError as exc:
-                    if exc.code != 19:  # ENODEV: raced with another delete
-                        raise
+    from pybgp.cni.wiring import remove_container_interface
 
     try:
-        in_netns(netns, remove)
+        remove_container_interface(netns, ifname)
     except NetnsGone:
         log.info("DEL: network namespace %s is already gone", netns)
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pybgp.cni import entry, spec
+from pybgp.cni import client, entry, spec
 
 CONF = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "pybgp-cni",
         "ipam": {"type": "pybgp-ipam"}}
@@ -60,26 +60,61 @@ def test_decode_and_config_errors():
 
 
 def test_version_command():
-    status, out = entry.run({"CNI_COMMAND": "VERSION"}, b'{"cniVersion":"0.4.0"}', None)
+    status, out = entry.process({"CNI_COMMAND": "VERSION"}, b'{"cniVersion":"0.4.0"}', None)
     assert status == 0
     assert out == {"cniVersion": "0.4.0", "supportedVersions": spec.SUPPORTED_VERSIONS}
-    status, out = entry.run({"CNI_COMMAND": "VERSION"}, b"", None)
+    status, out = entry.process({"CNI_COMMAND": "VERSION"}, b"", None)
     assert out["cniVersion"] == spec.LATEST
 
 
 def test_error_json_on_failure():
-    status, out = entry.run({**ENV, "CNI_IFNAME": ""}, json.dumps(CONF).encode(), None)
+    status, out = entry.process({**ENV, "CNI_IFNAME": ""}, json.dumps(CONF).encode(), None)
     assert status == 1
     assert out["code"] == spec.INVALID_ENVIRONMENT and out["cniVersion"] == "1.0.0"
     assert "CNI_IFNAME" in out["msg"]
 
 
-def test_falls_back_in_process_without_daemon(tmp_path):
-    seen = []
-    env = {**ENV, "PYBGP_CNI_SOCKET": str(tmp_path / "absent.sock")}
-    status, out = entry.run(env, json.dumps(CONF).encode(),
-                            lambda r: seen.append(r.command) or {"ok": 1})
-    assert (status, out, seen) == (0, {"ok": 1}, ["ADD"])
+def test_client_finds_no_daemon(tmp_path):
+    assert client.exchange(str(tmp_path / "absent.sock"), b"x") is None
+
+
+def test_client_socket_path_from_config_env_or_default():
+    conf = json.dumps({**CONF, "daemon_socket": "/run/x/cni.sock"}).encode()
+    assert client.socket_path(conf, {}) == "/run/x/cni.sock"
+    assert client.socket_path(json.dumps(CONF).encode(), {"PYBGP_CNI_SOCKET": "/e"}) == "/e"
+    assert client.socket_path(json.dumps(CONF).encode(), {}) == client.DEFAULT_SOCKET
+    # a path only a JSON parser can read sends the request down the full path
+    assert client.socket_path(b'{"daemon_socket": "/a\\u0062"}', {}) is None
+
+
+def test_client_wire_round_trip():
+    env = {**ENV, "HOME": "/root", "PYBGP_CNI_SOCKET": "/s"}
+    data = client.encode(env, json.dumps(CONF).encode())
+    got_env, got_stdin = client.decode(data)
+    assert got_env == {k: v for k, v in env.items() if k != "HOME"}
+    assert json.loads(got_stdin) == CONF
+    with pytest.raises(ValueError):
+        client.decode(data[:-1])
+
+
+def test_daemon_answers_like_the_plugin(tmp_path):
+    from pybgp.cni.daemon import CNIDaemon
+
+    path = str(tmp_path / "cni.sock")
+    server = CNIDaemon(path)
+    server.serve_in_thread()
+    try:
+        status, out = client.exchange(path, client.encode(
+            {"CNI_COMMAND": "VERSION"}, b'{"cniVersion":"0.4.0"}'))
+        assert status == 0 and json.loads(out)["cniVersion"] == "0.4.0"
+        status, out = client.exchange(path, client.encode(
+            {**ENV, "CNI_IFNAME": ""}, json.dumps(CONF).encode()))
+        assert status == 1 and json.loads(out)["code"] == spec.INVALID_ENVIRONMENT
+        status, out = client.exchange(path, b"junk\n")
+        assert status == 1 and json.loads(out)["code"] == spec.DECODE_FAILURE
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_result_versions():

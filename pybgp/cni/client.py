@@ -1,0 +1,122 @@
+"""``pybgp-cni``'s first instructions: hand the raw request to the node daemon.
+
+A container runtime starts the plugin once per pod, so its start-up cost is
+paid on every pod start. This module imports only ``os``, ``sys`` and the C
+``_socket`` module (``json`` pulls in ``re`` and ``enum``, ``socket`` pulls in
+``enum``: ~35 ms together, measured). It forwards the CNI environment and
+stdin unparsed to ``pybgp cni-daemon`` and copies the daemon's answer (exit
+status and stdout bytes) back. Everything that parses or decides runs in the
+daemon — or, when no daemon listens, in this process via ``pybgp.cni.entry``.
+
+Wire format (one request per connection):
+  request  = b"PYBGP-CNI 1 " + len(env) + b" " + len(stdin) + b"\\n" + env + stdin
+             env = NUL-separated ``NAME=value`` of the CNI_* and PYBGP_* variables
+  reply    = exit status (ASCII digits) + b"\\n" + the bytes to print on stdout
+"""
+
+from __future__ import annotations
+
+import _socket
+import os
+import sys
+
+MAGIC = b"PYBGP-CNI 1"
+DEFAULT_SOCKET = "/var/run/pybgp/cni.sock"
+ENV_SOCKET = "PYBGP_CNI_SOCKET"
+TIMEOUT = 60.0
+
+
+def socket_path(stdin: bytes, env: dict[str, str] | os._Environ[str]) -> str | None:
+    """The daemon's socket: the config's ``daemon_socket``, $PYBGP_CNI_SOCKET, or the default.
+
+    None when the config names it in a way only a JSON parser can read (an
+    escape in the string): then the full entry point handles the request.
+    """
+    key = b'"daemon_socket"'
+    at = stdin.find(key)
+    if at < 0:
+        return env.get(ENV_SOCKET) or DEFAULT_SOCKET
+    rest = stdin[at + len(key):].lstrip()
+    if not rest.startswith(b":"):
+        return None
+    rest = rest[1:].lstrip()
+    if not rest.startswith(b'"'):
+        return None
+    end = rest.find(b'"', 1)
+    value = rest[1:end]
+    if end < 0 or b"\\" in value:
+        return None
+    return value.decode()
+
+
+def encode(env: dict[str, str] | os._Environ[str], stdin: bytes) -> bytes:
+    pairs = "\0".join(f"{k}={v}" for k, v in env.items()
+                      if k.startswith(("CNI_", "PYBGP_"))).encode()
+    return b"%s %d %d\n" % (MAGIC, len(pairs), len(stdin)) + pairs + stdin
+
+
+def decode(data: bytes) -> tuple[dict[str, str], bytes]:
+    """The daemon's side of ``encode``; ValueError on anything malformed."""
+    header, _, body = data.partition(b"\n")
+    magic, env_len, stdin_len = header.rsplit(b" ", 2)
+    if magic != MAGIC:
+        raise ValueError("not a pybgp-cni request")
+    n_env, n_stdin = int(env_len), int(stdin_len)
+    if len(body) != n_env + n_stdin:
+        raise ValueError("truncated pybgp-cni request")
+    env = {}
+    for pair in body[:n_env].decode().split("\0"):
+        if pair:
+            key, _, value = pair.partition("=")
+            env[key] = value
+    return env, body[n_env:]
+
+
+def exchange(path: str, request: bytes) -> tuple[int, bytes] | None:
+    """Send ``request``; (status, stdout) or None when no daemon listens at ``path``."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(TIMEOUT)
+        try:
+            sock.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            return None
+        sock.sendall(request)
+        sock.shutdown(_socket.SHUT_WR)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    status, sep, out = b"".join(chunks).partition(b"\n")
+    if not sep or not status.isdigit():
+        raise OSError("the daemon closed the connection without an answer")
+    return int(status), out
+
+
+def main() -> int:
+    stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
+    env = os.environ
+    path = socket_path(stdin, env)
+    reply = None
+    if path is not None and env.get("CNI_COMMAND") != "VERSION":
+        try:
+            reply = exchange(path, encode(env, stdin))
+        except OSError as exc:  # the daemon failed mid-request: ADD/DEL are safe to retry
+            from pybgp.cni.entry import try_again_later
+
+            return try_again_later(stdin, f"pybgp cni-daemon at {path} failed: {exc}")
+    if reply is None:
+        from pybgp.cni.entry import main as local
+
+        return local(stdin)
+    status, out = reply
+    sys.stdout.buffer.write(out)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
