@@ -46,12 +46,15 @@ def load_pools(kv: KVStore) -> list[Any]:
     return [Pool.from_resource(json.loads(item.value)) for item in kvs]
 
 
-def make_ipam(kv: KVStore, s: Settings) -> Any:
+def make_ipam(kv: KVStore, s: Settings, pools: Sequence[Any] | None = None) -> Any:
+    """An IPAM for this node; its labels are read only if a pool selects nodes."""
     from pybgp.ipam import IPAM
     from pybgp.model.selector import matches
 
     labels: dict[str, str] = {}
-    node = kv.get(NODE_PREFIX + s.nodename)
+    selective = pools is None or any(
+        (p.node_selector or "all()").strip() != "all()" for p in pools)
+    node = kv.get(NODE_PREFIX + s.nodename) if selective else None
     if node is not None:
         labels = dict((json.loads(node.value).get("metadata") or {}).get("labels") or {})
     return IPAM(kv, s.nodename, node_labels=labels, matches=matches,
@@ -67,8 +70,8 @@ def attributes(req: spec.Request) -> dict[str, str]:
 def assign(kv: KVStore, s: Settings, req: spec.Request, *, ip: str | None = None,
            pools: Sequence[str] = ()) -> str:
     """One IPv4 address for the request's handle; returns it without prefix."""
-    ipam = make_ipam(kv, s)
     all_pools = load_pools(kv)
+    ipam = make_ipam(kv, s, all_pools)
     handle = s.handle(req.container_id)
     if ip:
         return str(ipam.assign_ip(ip, handle, attributes(req), all_pools).ip)
@@ -78,11 +81,11 @@ def assign(kv: KVStore, s: Settings, req: spec.Request, *, ip: str | None = None
 
 
 def release(kv: KVStore, s: Settings, container_id: str) -> list[str]:
-    return list(make_ipam(kv, s).release_by_handle(s.handle(container_id)))
+    return list(make_ipam(kv, s, ()).release_by_handle(s.handle(container_id)))
 
 
 def release_ip(kv: KVStore, s: Settings, ip: str) -> list[str]:
-    return list(make_ipam(kv, s).release_ips([ip]))
+    return list(make_ipam(kv, s, ()).release_ips([ip]))
 
 
 def held(kv: KVStore, handle: str) -> list[str]:

@@ -98,7 +98,9 @@ def _allocate(req: spec.Request, s: Settings, kv: KVStore, notes: Any,
         return notes.ip_addrs_no_ipam[0], {}
     fixed = notes.ip_addrs[0] if notes.ip_addrs else None
     if s.ipam_in_process:
-        before = set(ipam_plugin.held(kv, s.handle(req.container_id)))
+        # Only a fixed address can come back already held by this handle (a
+        # repeated ADD); auto-assignment always takes a new one.
+        before = set(ipam_plugin.held(kv, s.handle(req.container_id))) if fixed else set()
         ip = ipam_plugin.assign(kv, s, req, ip=fixed, pools=notes.ipv4_pools)
         if ip not in before:  # a repeated ADD must not free what the first one holds
             undo.push(f"release {ip}", lambda: ipam_plugin.release_ip(kv, s, ip))
