@@ -23,11 +23,15 @@ route twice without a change in between.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import errno
 import select
 import socket
+import struct
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,6 +40,7 @@ from .desired import RT_TABLE_MAIN
 from .netlink import RouteWriter, open_netlink_socket
 
 GROUPS = (codec.RTNLGRP_LINK, codec.RTNLGRP_IPV4_ROUTE, codec.RTNLGRP_IPV6_ROUTE)
+_RTM_PROTOCOL = 5  # offset of rtm_protocol in struct rtmsg
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +63,13 @@ class HostRoutes:
     returns the (prefix, ifname) changes of the watched set. No I/O.
     """
 
-    def __init__(self, ifname_prefix: str = "cali", table: int = RT_TABLE_MAIN) -> None:
+    def __init__(self, ifname_prefix: str = "cali", table: int = RT_TABLE_MAIN,
+                 ignore_protocols: Collection[int] = ()) -> None:
         self.ifname_prefix = ifname_prefix
         self.table = table
+        # Route protocols whose notifications are dropped before parsing (an
+        # owner that knows its routes are never host routes, e.g. the speaker's).
+        self.ignore_protocols = frozenset(ignore_protocols)
         self._links: dict[int, _Link] = {}
         self._routes: dict[int, dict[str, int]] = {}  # ifindex -> {prefix: family}
         self._reported: dict[int, dict[str, str]] = {}  # ifindex -> {prefix: ifname}
@@ -106,6 +115,9 @@ class HostRoutes:
             self._reported.pop(index, None)
 
     def _on_route(self, msg: codec.Message, events: list[RouteEvent]) -> None:
+        ignore = self.ignore_protocols
+        if ignore and msg.data[codec.HDR_LEN + _RTM_PROTOCOL] in ignore:
+            return
         raw = codec.parse_route(msg)
         if raw is None or not self.is_host_route(raw):
             return
@@ -170,12 +182,59 @@ class HostRoutes:
         self._links = {i: _Link(ln.name, bool(ln.flags & codec.IFF_UP)) for i, ln in links.items()}
         self._routes = {}
         for raw in routes:
-            if self.is_host_route(raw):
+            if self.is_host_route(raw) and raw.protocol not in self.ignore_protocols:
                 self._routes.setdefault(raw.oif, {})[raw.prefix] = raw.family
         events: list[RouteEvent] = []
         for index in set(self._reported) | set(self._routes):
             self._sync_link(index, events)
         return events
+
+
+SO_ATTACH_FILTER = 26
+_BPF_LD_B_ABS = 0x30  # BPF_LD | BPF_B | BPF_ABS
+_BPF_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
+_BPF_RET_K = 0x06  # BPF_RET | BPF_K
+_SOCK_FILTER = struct.Struct("=HBBI")
+
+
+def protocol_filter(protocols: Collection[int]) -> list[tuple[int, int, int, int]]:
+    """A classic BPF program (code, jt, jf, k) for a netlink socket that drops
+    RTM_NEWROUTE/RTM_DELROUTE messages whose rtm_protocol is in ``protocols``
+    and accepts everything else.
+
+    Only for sockets that receive notifications (one message per datagram):
+    the program looks at the first message of a datagram only.
+    """
+    protos = sorted(set(protocols))
+    if not protos or not all(0 <= p < 256 for p in protos):
+        raise ValueError(f"protocols must be 0..255: {protocols!r}")
+    lo, hi = (4, 5) if sys.byteorder == "little" else (5, 4)  # nlmsg_type, host order
+    n = len(protos)
+    # Layout: 0 ld hi; 1 jeq 0; 2 ld lo; 3 jeq NEW; 4 jeq DEL; 5 ld proto;
+    # 6 .. 5+n jeq p; 6+n accept; 7+n drop.
+    accept, drop = 6 + n, 7 + n
+    prog = [
+        (_BPF_LD_B_ABS, 0, 0, hi),
+        (_BPF_JEQ_K, 0, accept - 2, 0),
+        (_BPF_LD_B_ABS, 0, 0, lo),
+        (_BPF_JEQ_K, 1, 0, codec.RTM_NEWROUTE),
+        (_BPF_JEQ_K, 0, accept - 5, codec.RTM_DELROUTE),
+        (_BPF_LD_B_ABS, 0, 0, codec.HDR_LEN + _RTM_PROTOCOL),
+    ]
+    for i, p in enumerate(protos):
+        at = 6 + i
+        prog.append((_BPF_JEQ_K, drop - at - 1, 0, p))
+    prog += [(_BPF_RET_K, 0, 0, 0xFFFFFFFF), (_BPF_RET_K, 0, 0, 0)]
+    return prog
+
+
+def attach_protocol_filter(sock: socket.socket, protocols: Collection[int]) -> None:
+    """Attach :func:`protocol_filter` to ``sock`` (SO_ATTACH_FILTER)."""
+    prog = protocol_filter(protocols)
+    code = b"".join(_SOCK_FILTER.pack(*ins) for ins in prog)
+    buf = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("@HP", len(prog), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)  # the kernel copies it
 
 
 class RouteMonitor:
@@ -188,10 +247,16 @@ class RouteMonitor:
         netns: str | None = None,
         ifname_prefix: str = "cali",
         table: int = RT_TABLE_MAIN,
+        ignore_protocols: Collection[int] = (),
     ) -> None:
         self.netns = netns
-        self.state = HostRoutes(ifname_prefix, table)
+        self.state = HostRoutes(ifname_prefix, table, ignore_protocols)
         self.sock = open_netlink_socket(netns, GROUPS)
+        if ignore_protocols:
+            # Best effort: the kernel then drops those notifications before they
+            # reach us (no wake-up, no copy); HostRoutes skips them anyway.
+            with contextlib.suppress(OSError):
+                attach_protocol_filter(self.sock, ignore_protocols)
         self.sock.setblocking(False)
         self._buf = bytearray(self.RECV_SIZE)
         self.overruns = 0

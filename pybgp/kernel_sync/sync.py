@@ -32,6 +32,7 @@ from .desired import (
     Plan,
     canonical_prefix,
     diff,
+    diff_prefixes,
 )
 from .netlink import ApplyResult, RouteWriter
 
@@ -70,6 +71,9 @@ class KernelSync:
         self._desired: dict[str, KRoute] = {}
         self._actual: dict[str, KRoute] = {}
         self._extra: list[KRoute] = []  # duplicate routes of ours seen by the last dump
+        # Prefixes touched by update() since the last apply; None = diff everything
+        # (after set_desired, a resync or a failed write).
+        self._dirty: set[str] | None = None
         self.needs_resync = False
         self.synced = False  # no dump read yet: the first apply() resyncs
         self.last_result = ApplyResult()
@@ -111,20 +115,33 @@ class KernelSync:
             route = self._check(route)
             desired[route.prefix] = route
         self._desired = desired
+        self._dirty = None
 
     def update(self, prefix: str, route: KRoute | None) -> None:
-        """Set (``route``) or withdraw (None) the desired route for ``prefix``."""
+        """Set (``route``) or withdraw (None) the desired route for ``prefix``.
+
+        The next :meth:`apply` then looks at the prefixes updated since the
+        last one only (unless the whole set was replaced meanwhile).
+        """
         if route is None:
-            self._desired.pop(canonical_prefix(prefix), None)
-            return
-        route = self._check(route)
-        if route.prefix != canonical_prefix(prefix):
-            raise ValueError(f"route {route.prefix} given for prefix {prefix}")
-        self._desired[route.prefix] = route
+            key = prefix if prefix in self._desired or prefix in self._actual else (
+                canonical_prefix(prefix))
+            self._desired.pop(key, None)
+        else:
+            route = self._check(route)
+            key = route.prefix
+            if key != prefix and key != canonical_prefix(prefix):
+                raise ValueError(f"route {route.prefix} given for prefix {prefix}")
+            self._desired[key] = route
+        if self._dirty is not None:
+            self._dirty.add(key)
 
     def plan(self) -> Plan:
         """The writes :meth:`apply` would make now."""
-        plan = diff(self._desired, self._actual, self.protocol)
+        if self._dirty is None:
+            plan = diff(self._desired, self._actual, self.protocol)
+        else:
+            plan = diff_prefixes(self._desired, self._actual, self._dirty, self.protocol)
         plan.delete += self._extra
         return plan
 
@@ -140,9 +157,12 @@ class KernelSync:
             return self.resync()
         plan = self.plan()
         if not plan:
+            self._dirty = set()
             self.last_result = ApplyResult()
             return self.last_result
         result = self.backend.apply(plan)
+        # Failed writes stay in the difference: the next apply diffs everything.
+        self._dirty = None if result.errors else set()
         extra = {id(r) for r in self._extra}
         for op, route in result.done:
             if op == "delete":
@@ -186,6 +206,7 @@ class KernelSync:
                 extra.append(route)
         self._actual = actual
         self._extra = extra
+        self._dirty = None
         self.needs_resync = False
         self.synced = True
         return self.apply()

@@ -19,14 +19,23 @@ Invariants:
 - Our advertisements to a peer that comes up are followed by our own
   End-of-RIB (ExaBGP runs with ``manual-eor``), so a peer in graceful-restart
   helper mode never sweeps our routes before it has them again.
+- A peer removed from the datastore while its session is up is *drained*:
+  our routes are withdrawn from it, and only ``DRAIN_TIME`` later does it
+  leave ExaBGP's configuration. ExaBGP closes a graceful-restart session
+  without a NOTIFICATION, so the peer would otherwise keep our routes as
+  stale for its restart time (BIRD sends Cease "peer de-configured" here).
+- Messages about a peer that is not (or no longer) configured are ignored:
+  a reload is asynchronous, and a late update must not resurrect its paths.
 """
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from pybgp.kernel_sync.desired import KRoute, NextHop, blackhole
+from pybgp.kernel_sync.desired import RT_TABLE_MAIN, KRoute, NextHop, blackhole
 from pybgp.speaker import exabgp_api as exa
 from pybgp.speaker.inputs import Inputs
 from pybgp.speaker.peers import PeerSpec, desired_peers
@@ -34,6 +43,7 @@ from pybgp.speaker.policy import ExportPlan, export_plan, import_decision
 from pybgp.speaker.rib import Rib
 
 SPEAKER_PROTOCOL = 12  # BIRD's route protocol number; see kernel_sync.desired
+DRAIN_TIME = 2.0  # seconds a removed peer stays configured while our withdrawals go out
 # Path attributes of our own routes: ExaBGP sets AS_PATH ([] iBGP, [our AS]
 # eBGP); LOCAL_PREF is not sent on eBGP sessions, so leave it to ExaBGP too.
 OWN_ATTRS = exa.Attributes(origin="igp", local_pref=None, as_path=None)
@@ -79,6 +89,7 @@ class Speaker:
         self.startup_hold = startup_hold
         self.local_routes: dict[str, str] = {}  # cali /32 → interface
         self.peers: dict[str, PeerSpec] = {}  # name → spec
+        self.draining: dict[str, PeerSpec] = {}  # address → removed spec, withdrawing
         self.runtime: dict[str, PeerRuntime] = {}  # address → runtime
         self.rib: Rib | None = None
         self.advertised: set[str] = set()
@@ -88,6 +99,14 @@ class Speaker:
         self.synced = False  # no origination before the datastore is read whole
         self.started_at = 0.0
         self.reconfigured_at = 0.0
+        # What changed in kernel_routes() since the shell last asked
+        # (take_kernel_changes): a set of prefixes, or everything.
+        self._kernel_full = True
+        self._kernel_dirty: set[str] = set()
+        # Learned routes as KRoutes, reused while their next hops stay the same:
+        # prefix -> (gateways, route); and the validated next-hop tuples.
+        self._learned: dict[str, tuple[tuple[str, ...], KRoute]] = {}
+        self._hops: dict[tuple[str, ...], tuple[tuple[NextHop, ...], bool]] = {}
 
     # -- derived state ---------------------------------------------------------
 
@@ -110,6 +129,9 @@ class Speaker:
         return None
 
     def neighbor_configs(self) -> list[exa.NeighborConfig]:
+        configured = {s.address for s in self.peers.values()}
+        specs = [*self.peers.values(),
+                 *(s for a, s in self.draining.items() if a not in configured)]
         return [
             exa.NeighborConfig(
                 address=spec.address,
@@ -124,25 +146,87 @@ class Speaker:
                 listen_port=self.inputs.config.listen_port,
                 description=spec.name,
             )
-            for spec in sorted(self.peers.values(), key=lambda s: s.name)
+            for spec in sorted(specs, key=lambda s: s.name)
         ]
 
     def kernel_routes(self) -> dict[str, KRoute]:
         """Everything of ours the kernel must hold now."""
         routes = {cidr: blackhole(cidr, protocol=SPEAKER_PROTOCOL)
                   for cidr in self.export.blackholes}
-        own = self.router_id
+        learned: dict[str, tuple[tuple[str, ...], KRoute]] = {}
         if self.rib is not None:
             for prefix, decision in self.rib.decisions().items():
                 if prefix in routes or prefix in self.local_routes:
                     continue
-                hops = tuple(NextHop(gateway=nh) for nh in decision.next_hops if nh != own)
-                if hops:
-                    routes[prefix] = KRoute(prefix, "unicast", hops, SPEAKER_PROTOCOL)
+                entry = self._learned_route(prefix, decision.next_hops)
+                if entry is not None:
+                    learned[prefix] = entry
+                    routes[prefix] = entry[1]
+        self._learned = learned
         if self.holding:
             for prefix, route in self.retained.items():
                 routes.setdefault(prefix, route)
         return routes
+
+    def kernel_route(self, prefix: str) -> KRoute | None:
+        """The one route of ours for ``prefix`` (None: none), as in kernel_routes()."""
+        if prefix in self.export.blackholes:
+            return blackhole(prefix, protocol=SPEAKER_PROTOCOL)
+        entry = None
+        if self.rib is not None and prefix not in self.local_routes:
+            decision = self.rib.best(prefix)
+            if decision is not None:
+                entry = self._learned_route(prefix, decision.next_hops)
+        if entry is None:
+            self._learned.pop(prefix, None)
+            return self.retained.get(prefix) if self.holding else None
+        self._learned[prefix] = entry
+        return entry[1]
+
+    def take_kernel_changes(self) -> tuple[bool, set[str]]:
+        """(everything changed?, prefixes whose kernel_route() may have changed)
+        since the last call. With True, apply kernel_routes() whole."""
+        full, dirty = self._kernel_full, self._kernel_dirty
+        self._kernel_full, self._kernel_dirty = False, set()
+        return full, dirty
+
+    def _learned_route(self, prefix: str, next_hops: tuple[str, ...]
+                       ) -> tuple[tuple[str, ...], KRoute] | None:
+        """The kernel route for a learned prefix; built once per (prefix, next hops).
+
+        At 100k routes the validation in ``KRoute``/``NextHop`` dominated the
+        speaker's CPU; each distinct next-hop tuple is validated once here and
+        a canonical IPv4 prefix needs no ``ipaddress`` parse.
+        """
+        own = self.router_id
+        gws = next_hops if own not in next_hops else tuple(nh for nh in next_hops if nh != own)
+        if not gws:
+            return None
+        cached = self._learned.get(prefix)
+        if cached is not None and cached[0] == gws:
+            return cached
+        hops = self._hops.get(gws)
+        if hops is None:
+            if len(self._hops) > 4096:  # next-hop sets are few; never let it grow unbounded
+                self._hops.clear()
+            nhs = tuple(NextHop(gateway=gw) for gw in gws)
+            hops = self._hops[gws] = (nhs, all(nh.gateway and ":" not in nh.gateway
+                                                for nh in nhs))
+        nhs, v4 = hops
+        if v4 and _canonical_v4(prefix):
+            route = KRoute.trusted(prefix, "unicast", nhs, SPEAKER_PROTOCOL, RT_TABLE_MAIN, 0)
+        else:
+            route = KRoute(prefix, "unicast", nhs, SPEAKER_PROTOCOL)
+        return gws, route
+
+    def _kernel_changed(self, prefixes: set[str] | None = None) -> bool:
+        """Record a change for take_kernel_changes(); None = everything.
+        Returns whether anything changed (for ``Effects.kernel``)."""
+        if prefixes is None:
+            self._kernel_full = True
+            return True
+        self._kernel_dirty |= prefixes
+        return bool(prefixes)
 
     # -- events ------------------------------------------------------------------
 
@@ -151,7 +235,7 @@ class Speaker:
         self.started_at = now
         self.retained = {r.prefix: r for r in retained}
         fx = self._recompute(now)
-        fx.kernel = True
+        fx.kernel = self._kernel_changed()
         if self.holding:
             fx.timers.append(("startup-hold", self.startup_hold))
         return fx
@@ -175,11 +259,15 @@ class Speaker:
             self.local_routes[prefix] = ifname
         elif self.local_routes.pop(prefix, None) is None:
             return Effects()
+        self._kernel_changed({prefix})  # a learned route for it steps aside / back
         return self._recompute(now)
 
     def on_exabgp(self, line: str, now: float) -> Effects:
         router_ids = {a: r.router_id for a, r in self.runtime.items() if r.router_id}
         event = exa.parse_message(line, router_ids)
+        peer = getattr(event, "peer", None)
+        if peer is not None and self.peer_by_address(peer) is None:
+            return Effects()  # removed (or draining) peer: nothing it says counts
         if isinstance(event, exa.PeerState):
             return self._on_state(event, now)
         if isinstance(event, exa.Open):
@@ -192,7 +280,8 @@ class Speaker:
         if isinstance(event, exa.EndOfRib):
             rt = self.runtime.setdefault(event.peer, PeerRuntime())
             rt.eor = True
-            fx = Effects(kernel=bool(self.rib and self.rib.sweep_stale(event.peer)))
+            swept = self.rib.sweep_stale(event.peer) if self.rib else set()
+            fx = Effects(kernel=self._kernel_changed(swept))
             fx += self._maybe_end_hold()
             return fx
         return Effects()
@@ -200,11 +289,16 @@ class Speaker:
     def on_timer(self, name: str, now: float) -> Effects:
         if name == "startup-hold":
             return self._end_hold()
+        if name.startswith("drain:"):
+            address = name[6:]
+            if self.draining.pop(address, None) is not None:
+                return Effects(reconfigure=True)
+            return Effects()
         if name.startswith("gr:") and self.rib is not None:
             peer = name[3:]
             rt = self.runtime.get(peer)
             if rt is None or rt.state != "up" or not rt.eor:
-                return Effects(kernel=bool(self.rib.sweep_stale(peer)))
+                return Effects(kernel=self._kernel_changed(self.rib.sweep_stale(peer)))
         return Effects()
 
     # -- internals -----------------------------------------------------------------
@@ -227,22 +321,26 @@ class Speaker:
                 limit = spec.restart_time if spec else rt.restart_time
                 fx.timers.append((f"gr:{event.peer}", float(min(rt.restart_time, limit))))
             else:
-                fx.kernel = bool(self.rib.drop_peer(event.peer))
+                fx.kernel = self._kernel_changed(self.rib.drop_peer(event.peer))
         return fx
 
     def _on_update(self, event: exa.Update) -> Effects:
         if self.rib is None:
             return Effects()
         pools = list(self.inputs.pools.values())
+        # Only a VXLAN-owned pool refuses a prefix (import_decision): with none,
+        # every prefix is accepted and none needs parsing.
+        check = any(p.vxlan_mode != "Never" for p in pools)
         changed: set[str] = set()
+        rib = self.rib
         for prefix in event.withdraws:
-            changed |= self.rib.withdraw(prefix, event.peer)
+            changed |= rib.withdraw(prefix, event.peer)
         for path in event.announces:
-            if import_decision(path.prefix, pools).accept:
-                changed |= self.rib.update(path)
+            if not check or import_decision(path.prefix, pools).accept:
+                changed |= rib.update(path)
             else:
-                changed |= self.rib.withdraw(path.prefix, event.peer)
-        return Effects(kernel=bool(changed))
+                changed |= rib.withdraw(path.prefix, event.peer)
+        return Effects(kernel=self._kernel_changed(changed))
 
     def _recompute(self, now: float) -> Effects:
         fx = Effects()
@@ -251,24 +349,36 @@ class Speaker:
         if local is None:
             if self.rib is not None:
                 self.rib = None
-                fx.kernel = True
+                fx.kernel = self._kernel_changed()
         elif self.rib is None or (self.rib.local_as, self.rib.router_id) != (
             self.local_as, self.router_id
         ):
             self.rib = Rib(local_as=self.local_as, router_id=self.router_id,
                            cluster_id=local.rr_cluster_id)
-            fx.kernel = True
+            fx.kernel = self._kernel_changed()
         # Peers.
         peers: dict[str, PeerSpec] = {}
         if local is not None:
             peers = desired_peers(local, self.inputs.nodes.values(), self.inputs.config,
                                   self.inputs.bgp_peers.values(), self.matches)
         if peers != self.peers:
-            gone = {s.address for s in self.peers.values()} - {s.address for s in peers.values()}
-            for address in gone:
-                self.runtime.pop(address, None)
-                if self.rib is not None and self.rib.drop_peer(address):
-                    fx.kernel = True
+            old = {s.address: s for s in self.peers.values()}
+            gone = old.keys() - {s.address for s in peers.values()}
+            for address in sorted(gone):
+                rt = self.runtime.pop(address, None)
+                if self.rib is not None:
+                    fx.kernel |= self._kernel_changed(self.rib.drop_peer(address))
+                if rt is not None and rt.state == "up" and self.synced:
+                    self.draining[address] = old[address]
+                    if self.advertised:
+                        fx.commands += exa.withdraw_batch(sorted(self.advertised),
+                                                          neighbor=address)
+                    fx.timers.append((f"drain:{address}", DRAIN_TIME))
+            for address in sorted({s.address for s in peers.values()} & self.draining.keys()):
+                # back before it left: its session may have lived on without our routes
+                # (withdrawn) and without its paths (dropped), so start it afresh
+                del self.draining[address]
+                fx.commands.append(exa.teardown(address))
             self.peers = peers
             self.reconfigured_at = now
             fx.reconfigure = True
@@ -279,19 +389,30 @@ class Speaker:
         plan = export_plan(list(self.inputs.pools.values()), set(self.inputs.affine_blocks),
                            dict(self.local_routes))
         if plan.blackholes != self.export.blackholes:
-            fx.kernel = True
+            fx.kernel = self._kernel_changed(set(plan.blackholes ^ self.export.blackholes))
         self.export = plan
         add = sorted(plan.advertise - self.advertised)
         remove = sorted(self.advertised - plan.advertise)
-        if remove:
-            fx.commands += exa.withdraw_batch(remove)
-        if add:
-            fx.commands += exa.announce_batch("self", add, OWN_ATTRS)
+        # Only established sessions hear about changes: a peer that is down gets
+        # the whole set when it comes up (``_on_state``). A global command would
+        # also queue in ExaBGP for every peer that is down, and ExaBGP 5.0 drops
+        # a reload (SIGUSR1) while any connecting peer has updates queued — one
+        # unreachable peer would freeze every later session change.
+        up = self._established()
+        if remove and up:
+            fx.commands += exa.withdraw_batch(remove, neighbor=up)
+        if add and up:
+            fx.commands += exa.announce_batch("self", add, OWN_ATTRS, neighbor=up)
         self.advertised = set(plan.advertise)
         if local is None:
-            fx.kernel = True
+            fx.kernel = self._kernel_changed()
         fx += self._maybe_end_hold()
         return fx
+
+    def _established(self) -> list[str]:
+        """Addresses of the configured peers whose session is up."""
+        return sorted(s.address for s in self.peers.values()
+                      if self.runtime.get(s.address, PeerRuntime()).state == "up")
 
     def _maybe_end_hold(self) -> Effects:
         """End the start-up hold once every established peer has sent End-of-RIB."""
@@ -307,5 +428,20 @@ class Speaker:
         if not self.holding:
             return Effects()
         self.holding = False
+        self._kernel_changed(set(self.retained))
         self.retained = {}
         return Effects(kernel=True)
+
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_V4 = re.compile(rf"({_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET})/(3[0-2]|[12]?[0-9])")
+
+
+def _canonical_v4(prefix: str) -> bool:
+    """True for a canonical IPv4 ``a.b.c.d/len`` with no host bits (what
+    ``ipaddress`` would print back unchanged), checked without ``ipaddress``."""
+    m = _CANONICAL_V4.fullmatch(prefix)
+    if m is None:
+        return False
+    addr, length = m.groups()
+    return int.from_bytes(socket.inet_aton(addr), "big") & ((1 << (32 - int(length))) - 1) == 0

@@ -27,6 +27,7 @@ from typing import Any
 from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
 from pybgp.datastore.syncer import InSync, Status, Syncer, Update
 from pybgp.ipam.keys import affinities_prefix
+from pybgp.kernel_sync.desired import KRoute
 from pybgp.kernel_sync.monitor import RouteMonitor
 from pybgp.kernel_sync.sync import KernelSync
 from pybgp.model import KEY_PREFIX
@@ -68,6 +69,10 @@ class SpeakerDaemon:
         self.pending = Effects()
         self.kernel_dirty = False
         self.kernel_busy = False
+        # Kernel changes collected from the core, not yet handed to KernelSync
+        # (which the worker thread may be using): routes by prefix, or "all".
+        self.kernel_pending: dict[str, KRoute | None] = {}
+        self.kernel_full = True
         self.exabgp_started = False
         self.datastore_state = "connecting"
         self.stopping = asyncio.Event()
@@ -108,7 +113,9 @@ class SpeakerDaemon:
         retained = await asyncio.to_thread(
             self.kernel.backend.dump_routes, SPEAKER_PROTOCOL, self.kernel.table)
         self._handle(self.speaker.start(time.time(), retained))
-        monitor = RouteMonitor()
+        # Our own routes are never workload host routes: their notifications
+        # (100k of them when a peer sends a full table) are skipped unparsed.
+        monitor = RouteMonitor(ignore_protocols=(SPEAKER_PROTOCOL,))
         for ev in monitor.seed():
             self._handle(self.speaker.on_local_route(ev.action, ev.prefix, ev.ifname, time.time()))
         def local_routes(events: list[Any]) -> None:
@@ -177,19 +184,35 @@ class SpeakerDaemon:
         if self.unsynced:
             return  # nothing leaves this process before the datastore is read whole
         fx, self.pending = self.pending, Effects()
-        config = exa.render_config(self.speaker.neighbor_configs(), self.exabgp.relay_argv,
-                                   manual_eor=True)
-        if not self.exabgp_started:
-            await self.exabgp.start(config)
-            self.exabgp_started = True
-        elif fx.reconfigure:
-            self.exabgp.reconfigure(config)
+        if not self.exabgp_started or fx.reconfigure:
+            config = exa.render_config(self.speaker.neighbor_configs(), self.exabgp.relay_argv,
+                                       manual_eor=True, adj_rib_in=False)
+            if not self.exabgp_started:
+                await self.exabgp.start(config)
+                self.exabgp_started = True
+            else:
+                self.exabgp.reconfigure(config)
         if fx.commands:
             self.exabgp.send(fx.commands)
+        self._collect_kernel_changes()
         if fx.kernel or self.kernel_dirty:
             self.kernel_dirty = True
             if not self.kernel_busy:
                 self.loop_task(self._apply_kernel())
+
+    def _collect_kernel_changes(self) -> None:
+        """Turn the core's changed prefixes into routes now, burst by burst, while
+        the worker may still be writing the previous batch: a 100k-route
+        transfer then never stalls the loop for one big conversion."""
+        full, changed = self.speaker.take_kernel_changes()
+        if full:
+            self.kernel_full = True
+            self.kernel_pending.clear()
+        elif not self.kernel_full:
+            route = self.speaker.kernel_route
+            pending = self.kernel_pending
+            for prefix in changed:
+                pending[prefix] = route(prefix)
 
     def loop_task(self, coro: Any) -> None:
         assert self.loop is not None
@@ -200,7 +223,16 @@ class SpeakerDaemon:
         try:
             while self.kernel_dirty or resync:
                 self.kernel_dirty = False
-                self.kernel.set_desired(self.speaker.kernel_routes())
+                # Only what changed since the last pass: rebuilding and diffing
+                # all routes per pass made a 100k-route transfer quadratic.
+                self._collect_kernel_changes()
+                if self.kernel_full or resync:
+                    self.kernel.set_desired(self.speaker.kernel_routes())
+                else:
+                    for prefix, route in self.kernel_pending.items():
+                        self.kernel.update(prefix, route)
+                self.kernel_full = False
+                self.kernel_pending = {}
                 run: Callable[[], Any] = self.kernel.resync if (
                     resync or self.kernel.needs_resync) else self.kernel.apply
                 resync = False

@@ -9,7 +9,10 @@ Traps handled (REFERENCE §4): acks are turned off (``exabgp.api.ack=false``)
 so a slow reader can never freeze ExaBGP's reactor; ExaBGP gets SIGKILL when
 the speaker dies (PR_SET_PDEATHSIG), so its sessions close and the peers'
 graceful-restart helpers take over instead of talking to a headless ExaBGP;
-the helper runs as root (ExaBGP otherwise drops to ``nobody``).
+the helper runs as root (ExaBGP otherwise drops to ``nobody``); ExaBGP 5.0
+silently drops a SIGUSR1 that arrives while some peer still has updates
+queued (its reactor re-arms the signal before checking), so every reload is
+confirmed in ExaBGP's log and signalled again until it has happened.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from collections.abc import Callable
 
 log = logging.getLogger("pybgp.speaker.exabgp")
 PR_SET_PDEATHSIG = 1
+RELOAD_MARK = b"performing reload of exabgp"  # logged (INFO) as a reload begins
+RELOAD_RETRY = 1.0  # seconds between checks / repeated signals
+RELOAD_TRIES = 300
 
 
 def _die_with_parent() -> None:
@@ -53,6 +59,8 @@ class ExaBGP:
         self._pending: list[str] = []
         self.proc: asyncio.subprocess.Process | None = None
         self._stopping = False
+        self._reload_from: int | None = None  # log offset after the newest config write
+        self._confirm: asyncio.Task[None] | None = None
 
     @property
     def relay_argv(self) -> list[str]:
@@ -117,8 +125,41 @@ class ExaBGP:
 
     def reconfigure(self, config: str) -> None:
         self._write_config(config)
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGUSR1)
+        if self.proc is None or self.proc.returncode is not None:
+            return  # the next start reads the new file
+        # Any reload that begins after this point reads the file just written.
+        self._reload_from = self._log_size()
+        self.proc.send_signal(signal.SIGUSR1)
+        if self._confirm is None or self._confirm.done():
+            self._confirm = asyncio.get_running_loop().create_task(self._confirm_reload())
+
+    def _log_size(self) -> int:
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def _reloaded_since(self, offset: int) -> bool:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(offset)
+                return RELOAD_MARK in fh.read()
+        except OSError:
+            return False
+
+    async def _confirm_reload(self) -> None:
+        for attempt in range(RELOAD_TRIES):
+            await asyncio.sleep(RELOAD_RETRY)
+            proc = self.proc
+            if self._stopping or proc is None or proc.returncode is not None:
+                return  # a restarted ExaBGP reads the newest file anyway
+            if self._reload_from is None or self._reloaded_since(self._reload_from):
+                return
+            if attempt % 30 == 0:
+                log.warning("ExaBGP has not reloaded its configuration yet (a peer has "
+                            "updates queued?); signalling again")
+            proc.send_signal(signal.SIGUSR1)
+        log.error("ExaBGP did not reload its configuration after %d signals", RELOAD_TRIES)
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._writer is not None:

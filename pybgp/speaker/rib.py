@@ -25,7 +25,7 @@ ORIGIN_RANK: dict[str, int] = {"igp": 0, "egp": 1, "incomplete": 2}
 DEFAULT_LOCAL_PREF = 100
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Path:
     """One route to ``prefix`` as learned from ``peer`` (its address).
 
@@ -193,7 +193,7 @@ def compare(
     return None, None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The outcome for one prefix: best path, ECMP set (best first), reason."""
 
@@ -204,16 +204,19 @@ class Decision:
     @property
     def next_hops(self) -> tuple[str, ...]:
         """Distinct next hops of the multipath set, best's first."""
+        if len(self.multipath) == 1:
+            return (self.multipath[0].next_hop,)
         return tuple(dict.fromkeys(p.next_hop for p in self.multipath))
 
 
 def decide(paths: Iterable[Path]) -> Decision | None:
     """The decision process over candidate paths (all for one prefix)."""
-    candidates = sorted(paths, key=lambda p: (_ip_key(p.peer), p.peer))
+    candidates = list(paths)
+    if len(candidates) == 1:  # the common case: no ordering to compute
+        return Decision(candidates[0], (candidates[0],), Reason.ONLY_PATH)
     if not candidates:
         return None
-    if len(candidates) == 1:
-        return Decision(candidates[0], (candidates[0],), Reason.ONLY_PATH)
+    candidates.sort(key=lambda p: (_ip_key(p.peer), p.peer))
 
     def cmp(a: Path, b: Path) -> int:
         winner, _ = compare(a, b)

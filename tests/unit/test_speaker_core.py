@@ -75,17 +75,24 @@ def test_nothing_originated_before_sync():
     assert sp.peers  # peers are known; ExaBGP is configured once the shell is in sync
     fx = sp.on_synced(2.0)
     assert sp.advertised == {"198.19.1.0/26", "198.19.200.5/32"}
-    assert any("198.19.1.0/26" in c and c.startswith("announce") for c in fx.commands)
+    assert fx.commands == []  # no session is up: each peer gets the set when it comes up
+    fx = sp.on_exabgp(state_line("198.18.0.12", "up"), 3.0)
+    assert any("198.19.1.0/26" in c and c.startswith("neighbor 198.18.0.12 announce")
+               for c in fx.commands)
 
 
 def test_own_pod_route_is_suppressed_borrowed_is_advertised():
     sp = speaker()
+    sp.on_exabgp(state_line("198.18.0.12", "up"), 2.0)
     sp.on_local_route("add", "198.19.1.5/32", "caliaaa", 2.0)
-    sp.on_local_route("add", "198.19.9.9/32", "calibbb", 2.0)
+    fx = sp.on_local_route("add", "198.19.9.9/32", "calibbb", 2.0)
     assert sp.advertised == {"198.19.1.0/26", "198.19.9.9/32"}
+    assert any(c.startswith("neighbor 198.18.0.12 announce") and "198.19.9.9/32" in c
+               for c in fx.commands)
     fx = sp.on_local_route("del", "198.19.9.9/32", "calibbb", 3.0)
     assert sp.advertised == {"198.19.1.0/26"}
-    assert any(c.startswith("withdraw") and "198.19.9.9/32" in c for c in fx.commands)
+    assert any(c.startswith("neighbor 198.18.0.12 withdraw") and "198.19.9.9/32" in c
+               for c in fx.commands)
     assert "198.19.1.0/26" in sp.kernel_routes()  # our blackhole
 
 
@@ -94,6 +101,23 @@ def test_pending_affinity_neither_advertised_nor_blackholed():
     sp.on_datastore(*affinity("node-a", "198.19.2.0/26", state="pending"), 2.0)
     assert "198.19.2.0/26" not in sp.advertised
     assert "198.19.2.0/26" not in sp.kernel_routes()
+
+
+def test_changes_go_to_established_peers_only():
+    """A down peer gets nothing queued (it gets the whole set when it comes up):
+    ExaBGP 5.0 drops reloads while a connecting peer has updates queued."""
+    sp = speaker()
+    sp.on_datastore(*node("node-c", "198.18.0.13/24"), 2.0)
+    fx = sp.on_local_route("add", "198.19.9.9/32", "calibbb", 2.0)
+    assert fx.commands == []
+    sp.on_exabgp(state_line("198.18.0.12", "up"), 2.0)
+    sp.on_exabgp(state_line("198.18.0.13", "up"), 2.0)
+    fx = sp.on_local_route("add", "198.19.9.10/32", "caliccc", 3.0)
+    assert fx.commands == ["neighbor 198.18.0.12 , neighbor 198.18.0.13 announce attributes "
+                           "next-hop self origin igp nlri 198.19.9.10/32"]
+    sp.on_exabgp(state_line("198.18.0.13", "down"), 4.0)
+    fx = sp.on_local_route("del", "198.19.9.10/32", "caliccc", 5.0)
+    assert fx.commands == ["neighbor 198.18.0.12 withdraw attributes nlri 198.19.9.10/32"]
 
 
 def test_peer_up_gets_our_routes_then_our_eor():
@@ -196,3 +220,92 @@ def test_bad_resource_is_reported_not_fatal():
     fx = sp.on_datastore(f"{RES}/nodes/node-b", b"{not json", 3.0)
     assert f"{RES}/nodes/node-b" in sp.inputs.errors
     assert fx.reconfigure and sp.peers == {}
+
+
+def test_removed_peer_is_drained_then_dropped_and_ignored():
+    sp = speaker()
+    learn(sp)  # node-b up, one path learned from it
+    assert "198.19.8.0/26" in sp.kernel_routes()
+    sp.take_kernel_changes()
+    fx = sp.on_datastore(node("node-b", "")[0], None, 3.0)  # node-b deleted
+    # its paths leave at once, our routes are withdrawn from it, the session lingers
+    full, changed = sp.take_kernel_changes()
+    assert fx.kernel and (full or "198.19.8.0/26" in changed)
+    assert "198.19.8.0/26" not in sp.kernel_routes()
+    assert fx.commands == ["neighbor 198.18.0.12 withdraw attributes nlri 198.19.1.0/26"]
+    assert ("drain:198.18.0.12", 2.0) in fx.timers
+    assert [n.address for n in sp.neighbor_configs()] == ["198.18.0.12"]
+    # a late update from it is ignored
+    fx = sp.on_exabgp(update_line("198.18.0.12", "198.19.7.0/26", "198.18.0.12"), 3.5)
+    assert "198.19.7.0/26" not in sp.kernel_routes() and not fx.kernel
+    fx = sp.on_timer("drain:198.18.0.12", 5.0)
+    assert fx.reconfigure and sp.neighbor_configs() == []
+
+
+def test_peer_back_while_draining_restarts_its_session():
+    sp = speaker()
+    learn(sp)
+    sp.on_datastore(node("node-b", "")[0], None, 3.0)
+    fx = sp.on_datastore(*node("node-b", "198.18.0.12/24"), 3.5)
+    assert "neighbor 198.18.0.12 teardown 3" in fx.commands
+    assert not sp.on_timer("drain:198.18.0.12", 5.0).reconfigure
+    assert [n.address for n in sp.neighbor_configs()] == ["198.18.0.12"]
+
+
+def test_incremental_kernel_view_matches_the_whole_table():
+    """kernel_route(p) for the prefixes take_kernel_changes() names must equal
+    kernel_routes(): the daemon applies only those, so a miss would leave the
+    kernel wrong until the next full resync."""
+    import random
+
+    for seed in range(40):
+        rnd = random.Random(seed)
+        retained = [KRoute(f"198.19.{i}.0/26", "unicast", (NextHop("198.18.0.12"),),
+                           SPEAKER_PROTOCOL) for i in rnd.sample(range(20), 3)]
+        sp = Speaker(Inputs("node-a"), matches, startup_hold=30)
+        sp.start(0.0, retained)
+        for key, value in (node("node-a", "198.18.0.11/24"), node("node-b", "198.18.0.12/24"),
+                           node("node-c", "198.18.0.13/24"), POOL):
+            sp.on_datastore(key, value, 1.0)
+        sp.on_synced(1.0)
+        applied = dict(sp.kernel_routes())  # the kernel after the first full apply
+        sp.take_kernel_changes()
+        for peer in ("198.18.0.12", "198.18.0.13"):
+            sp.on_exabgp(open_line(peer, peer), 2.0)
+            sp.on_exabgp(state_line(peer, "up"), 2.0)
+        for _step in range(60):
+            peer = rnd.choice(("198.18.0.12", "198.18.0.13"))
+            prefix = f"198.19.{rnd.randrange(20)}.0/26"
+            kind = rnd.randrange(7)
+            if kind <= 2:
+                sp.on_exabgp(update_line(peer, prefix, peer), 3.0)
+            elif kind == 3:
+                sp.on_exabgp(json.dumps({"type": "update", "neighbor": {
+                    "address": {"local": "198.18.0.11", "peer": peer}, "asn": {"peer": 64512},
+                    "direction": "receive", "message": {"update": {
+                        "withdraw": {"ipv4 unicast": [{"nlri": prefix}]}}}}}), 3.0)
+            elif kind == 4:
+                sp.on_exabgp(state_line(peer, rnd.choice(("down", "up"))), 3.0)
+            elif kind == 5:
+                sp.on_exabgp(eor_line(peer), 3.0)
+            else:
+                sp.on_datastore(*affinity("node-a", prefix, rnd.choice(
+                    ("confirmed", "pending"))), 3.0)
+            full, dirty = sp.take_kernel_changes()
+            want = sp.kernel_routes()
+            if full:
+                applied = dict(want)
+            else:
+                for p in dirty:
+                    route = sp.kernel_route(p)
+                    if route is None:
+                        applied.pop(p, None)
+                    else:
+                        applied[p] = route
+            assert applied == want, f"seed {seed}"
+        sp.on_timer("startup-hold", 40.0)
+        full, dirty = sp.take_kernel_changes()
+        for p in dirty:
+            route = sp.kernel_route(p)
+            applied.pop(p, None) if route is None else applied.__setitem__(p, route)
+        assert full or applied == sp.kernel_routes(), f"seed {seed} after hold"
