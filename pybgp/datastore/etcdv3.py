@@ -212,10 +212,12 @@ class EtcdClient:
                     raise DatastoreError("etcd refused the credentials") from None
                 self._authenticate(self._conn)
             except (OSError, http.client.HTTPException) as exc:
+                url = self._endpoints[self._current].url
                 self._drop()
                 self._current = (self._current + 1) % len(self._endpoints)
                 if not idempotent or attempt:
-                    raise DatastoreUnavailable(f"etcd connection lost: {_reason(exc)}") from exc
+                    raise DatastoreUnavailable(
+                        f"etcd connection to {url} lost: {_reason(exc)}") from exc
         raise DatastoreUnavailable("etcd request failed")  # pragma: no cover
 
     def _drop(self) -> None:

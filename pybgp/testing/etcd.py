@@ -25,6 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,43 @@ PORT_RANGE = (20000, 32000)  # below Linux's default ephemeral range (32768-6099
 RESERVED_PORTS = {2379, 2380}
 START_TIMEOUT = 20.0
 _UNSUPPORTED_ARCH = {"aarch64": "arm64", "arm64": "arm64", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """PEM files: the CA, and a certificate + key signed by it."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+def make_tls(directory: str) -> tuple[TLSFiles, TLSFiles]:
+    """A throw-away CA with a server certificate for 127.0.0.1 and a client
+    certificate (openssl); returns (server files, client files)."""
+    d = Path(directory)
+    ca_key, ca = d / "ca.key", d / "ca.pem"
+
+    def run(*argv: str) -> None:
+        subprocess.run(["openssl", *argv], check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        "/CN=pybgp-test-ca", "-keyout", str(ca_key), "-out", str(ca))
+    files = []
+    # etcd's JSON gateway dials its own gRPC listener with the server
+    # certificate, so that one must be good for client auth as well.
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\n"
+                                 "extendedKeyUsage=serverAuth,clientAuth"),
+                      ("client", "extendedKeyUsage=clientAuth")):
+        key, csr, pem, extf = (d / f"{name}.key", d / f"{name}.csr", d / f"{name}.pem",
+                               d / f"{name}.ext")
+        extf.write_text(ext + "\n")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN=pybgp-{name}",
+            "-keyout", str(key), "-out", str(csr))
+        run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-days", "2", "-extfile", str(extf), "-out", str(pem))
+        files.append(TLSFiles(str(ca), str(pem), str(key)))
+    return files[0], files[1]
 
 
 class EtcdError(RuntimeError):
@@ -68,7 +106,7 @@ class EtcdServer:
     """One etcd member on 127.0.0.1. `start()` on construction unless `start=False`."""
 
     def __init__(self, name: str | None = None, *, start: bool = True,
-                 binary: str = "etcd") -> None:
+                 binary: str = "etcd", tls: TLSFiles | None = None) -> None:
         path = shutil.which(binary)
         if path is None:
             raise EtcdError(f"{binary!r} not found on PATH (Debian package etcd-server)")
@@ -79,6 +117,10 @@ class EtcdServer:
         self.log_path = self.data_root / "etcd.log"
         self.client_port = free_port()
         self.peer_port = free_port({self.client_port})
+        # An extra https listener (client certificates required) beside the
+        # plain one the harness itself uses.
+        self.tls = tls
+        self.tls_port = free_port({self.client_port, self.peer_port}) if tls else 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._closed = False
         atexit.register(self.close)
@@ -93,6 +135,12 @@ class EtcdServer:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def tls_endpoint(self) -> str:
+        if not self.tls:
+            raise EtcdError("this server was started without TLS")
+        return f"https://127.0.0.1:{self.tls_port}"
 
     @property
     def unix_endpoint(self) -> str:
@@ -113,7 +161,7 @@ class EtcdServer:
             "--name", self.name,
             "--data-dir", str(self.data_dir),
             # etcd names a unix listener "unix://NAME:PORT" relative to its cwd
-            "--listen-client-urls", f"{self.endpoint},unix://etcd.sock:0",
+            "--listen-client-urls", ",".join(self._client_urls()),
             "--advertise-client-urls", self.endpoint,
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,
@@ -123,7 +171,21 @@ class EtcdServer:
             "--logger", "zap",
             "--log-outputs", "stderr",
             "--enable-v2=false",
+            *self._tls_args(),
         ]
+
+    def _client_urls(self) -> list[str]:
+        # etcd names a unix listener "unix://NAME:PORT" relative to its cwd
+        urls = [self.endpoint, "unix://etcd.sock:0"]
+        if self.tls:
+            urls.append(self.tls_endpoint)
+        return urls
+
+    def _tls_args(self) -> list[str]:
+        if not self.tls:
+            return []
+        return ["--cert-file", self.tls.cert, "--key-file", self.tls.key,
+                "--trusted-ca-file", self.tls.ca, "--client-cert-auth"]
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD")}

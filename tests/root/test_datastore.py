@@ -195,3 +195,50 @@ def test_unix_socket_endpoint_from_inside_a_namespace(etcd, topology):
                         "c = EtcdClient(EtcdConfig(endpoints=[sys.argv[1]]));"
                         "print(c.get('/t/unix').value.decode())", etcd.unix_endpoint)
     assert out.stdout.strip() == "yes"
+
+
+def test_tls_with_ca_and_client_certificate(tmp_path):
+    from pybgp.testing.etcd import EtcdServer, make_tls
+
+    server_files, client_files = make_tls(str(tmp_path))
+    with EtcdServer(tls=server_files) as server:
+        good = EtcdClient(EtcdConfig(endpoints=[server.tls_endpoint],
+                                     ca_cert_file=client_files.ca, cert_file=client_files.cert,
+                                     key_file=client_files.key, timeout=3))
+        kv.create(good, "/t/tls", b"ok")
+        assert good.get("/t/tls").value == b"ok"
+        # the server demands a client certificate
+        no_cert = EtcdClient(EtcdConfig(endpoints=[server.tls_endpoint],
+                                        ca_cert_file=client_files.ca, timeout=3))
+        with pytest.raises(DatastoreUnavailable, match=server.tls_endpoint):
+            no_cert.get("/t/tls")
+        # and the client checks the server against its CA
+        (tmp_path / "other").mkdir()
+        other_ca, _ = make_tls(str(tmp_path / "other"))
+        wrong_ca = EtcdClient(EtcdConfig(endpoints=[server.tls_endpoint], ca_cert_file=other_ca.ca,
+                                         cert_file=client_files.cert, key_file=client_files.key,
+                                         timeout=3))
+        with pytest.raises(DatastoreUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            wrong_ca.get("/t/tls")
+
+
+def test_user_password_auth():
+    from pybgp.errors import DatastoreError
+    from pybgp.testing.etcd import EtcdServer
+
+    with EtcdServer() as server:
+        admin = EtcdClient(EtcdConfig(endpoints=[server.endpoint], timeout=3))
+        admin.request("/v3/auth/user/add", {"name": "root", "password": "rootpw"})
+        admin.request("/v3/auth/user/grant", {"user": "root", "role": "root"})
+        admin.request("/v3/auth/enable", {})
+        authed = EtcdClient(EtcdConfig(endpoints=[server.endpoint], username="root",
+                                       password="rootpw", timeout=3))
+        kv.create(authed, "/t/auth", b"ok")
+        assert authed.get("/t/auth").value == b"ok"
+        anonymous = EtcdClient(EtcdConfig(endpoints=[server.endpoint], timeout=3))
+        with pytest.raises(DatastoreError, match="user name is empty|permission denied"):
+            anonymous.get("/t/auth")
+        wrong = EtcdClient(EtcdConfig(endpoints=[server.endpoint], username="root",
+                                      password="nope", timeout=3))
+        with pytest.raises(DatastoreError, match="authentication failed"):
+            wrong.get("/t/auth")
