@@ -275,6 +275,21 @@ class EtcdClient:
                 raise ConflictError(f"{check.key} was {what} by someone else", key=check.key)
         raise ConflictError("transaction conflict")
 
+    def read_many(
+        self, keys: Sequence[str], prefixes: Sequence[str]
+    ) -> tuple[dict[str, KV | None], dict[str, builtins.list[KV]], int]:
+        """Several keys and prefixes read at one revision, in one round trip."""
+        ops = [{"request_range": {"key": _b64(k)}} for k in keys]
+        ops += [{"request_range": {"key": _b64(p), "range_end": _b64(prefix_end(p))}}
+                for p in prefixes]
+        reply = self.request("/v3/kv/txn", {"compare": [], "success": ops})
+        results = [[_kv(o) for o in (r.get("response_range") or {}).get("kvs") or []]
+                   for r in reply.get("responses") or []]
+        got: dict[str, KV | None] = {
+            k: (r[0] if r else None) for k, r in zip(keys, results[:len(keys)], strict=True)}
+        listed = dict(zip(prefixes, results[len(keys):], strict=True))
+        return got, listed, int(reply["header"]["revision"])
+
     def compact(self, revision: int) -> None:
         self.request("/v3/kv/compaction", {"revision": str(revision), "physical": True})
 

@@ -97,3 +97,47 @@ def update(store: KVStore, key: str, value: bytes, mod_revision: int) -> int:
 def delete(store: KVStore, key: str, mod_revision: int) -> int:
     """Delete ``key`` iff unchanged since ``mod_revision``."""
     return store.txn([Check(key, mod_revision)], [Delete(key)])
+
+
+class Prefetched:
+    """A ``KVStore`` view that answers the first reads of some keys and prefixes
+    from one snapshot, fetched in a single round trip when the backend can
+    (``read_many``), and everything else from the backend.
+
+    Safe for compare-and-swap users: the snapshot is dropped at the first
+    ``txn`` (whether it succeeds or conflicts), so a retry reads fresh data;
+    a write based on a stale snapshot fails its checks instead of clobbering.
+    """
+
+    def __init__(self, store: KVStore, keys: Sequence[str] = (), prefixes: Sequence[str] = ()):
+        self.store = store
+        read_many = getattr(store, "read_many", None)
+        self._revision = 0
+        if read_many is not None:
+            self._keys, self._lists, self._revision = read_many(list(keys), list(prefixes))
+        else:
+            self._keys = {k: store.get(k) for k in keys}
+            self._lists = {}
+            for p in prefixes:
+                self._lists[p], self._revision = store.list(p)
+
+    def get(self, key: str) -> KV | None:
+        if key in self._keys:
+            return self._keys.pop(key)
+        return self.store.get(key)
+
+    def list(self, prefix: str) -> tuple[builtins.list[KV], int]:
+        if prefix in self._lists:
+            return self._lists.pop(prefix), self._revision
+        return self.store.list(prefix)
+
+    def txn(self, checks: Sequence[Check], ops: Sequence[Op]) -> int:
+        self._keys.clear()
+        self._lists.clear()
+        return self.store.txn(checks, ops)
+
+    def watch(self, prefix: str, start_revision: int) -> Iterable[builtins.list[WatchEvent]]:
+        return self.store.watch(prefix, start_revision)
+
+    def close(self) -> None:
+        pass  # the backend belongs to whoever lent it

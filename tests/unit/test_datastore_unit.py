@@ -74,3 +74,22 @@ def test_config_default_and_errors(tmp_path):
 def test_bad_endpoint_named():
     with pytest.raises(DatastoreError, match="ftp://x"):
         EtcdClient(EtcdConfig(endpoints=["ftp://x"]))
+
+
+def test_prefetched_serves_one_snapshot_until_the_first_write():
+    m = MemoryKV()
+    kv.create(m, "/a", b"1")
+    kv.create(m, "/p/x", b"1")
+    view = kv.Prefetched(m, keys=["/a", "/missing"], prefixes=["/p/"])
+    kv.update(m, "/a", b"2", m.get("/a").mod_revision)  # changes behind the snapshot
+    kv.create(m, "/p/y", b"1")
+    assert view.get("/a").value == b"1"  # the snapshot
+    assert view.get("/missing") is None
+    assert [k.key for k in view.list("/p/")[0]] == ["/p/x"]
+    assert view.get("/a").value == b"2"  # each snapshot entry is served once
+    # a write based on the stale snapshot fails its check, and the retry reads fresh
+    stale = kv.Prefetched(m, keys=["/a"])
+    kv.update(m, "/a", b"3", m.get("/a").mod_revision)
+    with pytest.raises(ConflictError):
+        kv.update(stale, "/a", b"x", stale.get("/a").mod_revision)
+    assert stale.get("/a").value == b"3"
