@@ -17,7 +17,7 @@ Invariants kept by every operation (``problems()`` reports any violation):
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import ipaddress
 from collections import Counter
 
@@ -105,7 +105,7 @@ def take(
     """Allocate up to ``count`` ordinals from the head of the free list."""
     if count <= 0 or not block.unallocated:
         return block, []
-    b = copy.deepcopy(block)
+    b = _copy(block)
     ordinals = b.unallocated[:count]
     del b.unallocated[:count]
     b.sequence_number += 1
@@ -123,7 +123,7 @@ def take_ordinal(
     if block.allocations[ordinal] is not None:
         owner = handle_at(block, ordinal)
         raise IPAMError(f"{ip_at(block, ordinal)} is already assigned (handle {owner})")
-    b = copy.deepcopy(block)
+    b = _copy(block)
     if ordinal in b.unallocated:
         b.unallocated.remove(ordinal)
     b.sequence_number += 1
@@ -149,7 +149,7 @@ def release(block: Block, ordinals: list[int]) -> tuple[Block, list[int], Counte
                 per_handle[h] += 1
     if not freed:
         return block, [], per_handle
-    b = copy.deepcopy(block)
+    b = _copy(block)
     for o in freed:
         b.allocations[o] = None
         b.unallocated.append(o)
@@ -162,6 +162,16 @@ def release(block: Block, ordinals: list[int]) -> tuple[Block, list[int], Counte
 def release_handle(block: Block, handle: str) -> tuple[Block, list[int]]:
     b, freed, _ = release(block, ordinals_of_handle(block, handle))
     return b, freed
+
+
+def _copy(block: Block) -> Block:
+    """Copy-on-write of what the functions here change. Attributes are never
+    changed in place (only appended, or the list rebuilt), so the lists are
+    copied, not their items: a deepcopy cost ~1.2 ms per allocation."""
+    return dataclasses.replace(
+        block, allocations=list(block.allocations), unallocated=list(block.unallocated),
+        attributes=list(block.attributes), seq_for_allocation=dict(block.seq_for_allocation),
+        extra=dict(block.extra))
 
 
 def _drop_unreferenced_attributes(b: Block) -> None:
