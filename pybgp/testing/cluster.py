@@ -11,6 +11,8 @@ Used by the system tests and by ``pybgp lab``. Every wait here is bounded.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import subprocess
 import sys
 import tempfile
@@ -112,8 +114,14 @@ class Cluster:
         proc.wait(10)
 
     def add_pod(self, node: str, pod: str, *, ip: str | None = None,
-                ipam_node: str | None = None, **ipam_args: Any) -> Pod:
-        """A pod wired like the CNI plugin does, its address taken from IPAM."""
+                ipam_node: str | None = None, cni: bool = False, **ipam_args: Any) -> Pod:
+        """A pod wired like the CNI plugin does, its address taken from IPAM.
+
+        With ``cni=True`` the real ``pybgp-cni`` executable does it, run in the
+        node's namespace the way a container runtime runs it.
+        """
+        if cni:
+            return self._cni_pod(node, pod)
         ipam = IPAM(self.kv, ipam_node or node, **ipam_args)
         handle = f"k8s-pod-network.{node}-{pod}"
         if ip is None:
@@ -121,6 +129,25 @@ class Cluster:
         else:
             ipam.assign_ip(ip, handle, {"node": node, "pod": pod}, self.pools)
         return self.topo.add_pod(self.nodes[node].node, pod, ip)
+
+    def _cni_pod(self, node: str, pod: str) -> Pod:
+        cn = self.nodes[node]
+        ns = self.topo.add_namespace(f"{node}-{pod}")
+        config = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "pybgp-cni",
+                  "etcd_endpoints": self.etcd.unix_endpoint, "nodename": node,
+                  "ipam": {"type": "pybgp-ipam"}}
+        plugin = Path(sys.executable).with_name("pybgp-cni")
+        out = self.topo.exec(
+            cn.node, "env", "CNI_COMMAND=ADD", f"CNI_CONTAINERID={node}-{pod}",
+            f"CNI_NETNS=/var/run/netns/{ns}", "CNI_IFNAME=eth0",
+            f"CNI_PATH={plugin.parent}",
+            f"CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}",
+            "PYBGP_CNI_SOCKET=/nonexistent/cni.sock",  # no daemon: run in-process
+            str(plugin), input=json.dumps(config))
+        result = json.loads(out.stdout)
+        address = result["ips"][0]["address"].split("/")[0]
+        host_iface = result["interfaces"][0]["name"]
+        return Pod(pod, ns, cn.node, ipaddress.ip_address(address), host_iface)
 
     def routes(self, name: str) -> str:
         return self.topo.exec(self.nodes[name].node, "ip", "route", "show").stdout

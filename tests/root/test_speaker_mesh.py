@@ -4,8 +4,11 @@ pods on every node, real packets — and a crash of one speaker mid-ping."""
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +31,8 @@ def mesh(cluster):
     """Three nodes, one pod each, speakers running and converged."""
     for i, name in enumerate(("node-a", "node-b", "node-c")):
         cluster.add_node(name, f"198.18.0.{11 + i}/24")
-    pods = {name: cluster.add_pod(name, f"pod-{name[-1]}") for name in cluster.nodes}
+    # pods made by the real CNI plugin: IPAM, veth, WorkloadEndpoint, then the speaker
+    pods = {name: cluster.add_pod(name, f"pod-{name[-1]}", cni=True) for name in cluster.nodes}
     for name in cluster.nodes:
         cluster.start_speaker(name)
     for name in cluster.nodes:
@@ -68,6 +72,16 @@ def test_mesh_blocks_blackholes_and_pod_traffic(mesh):
     assert "Mesh_198_18_0_12 BGP" in out and "Mesh_198_18_0_13 BGP" in out
     out = cluster.birdcl("node-a", "show", "route")
     assert f"{block_of(pods['node-a'].ip)}" in out and "blackhole [static1" in out
+    # the CNI plugin's records are consistent: one endpoint per pod, no leaks
+    env = dict(os.environ, ETCD_ENDPOINTS=cluster.etcd.endpoint)
+    pybgp = str(Path(sys.executable).with_name("pybgp"))
+    check = subprocess.run([pybgp, "ipam", "check"], env=env, capture_output=True, text=True,
+                           timeout=30)
+    assert check.returncode == 0, check.stdout + check.stderr
+    weps = subprocess.run([pybgp, "get", "wep", "-A"], env=env, capture_output=True,
+                          text=True, timeout=30, check=True).stdout
+    for pod in pods.values():
+        assert str(pod.ip) in weps and pod.host_iface in weps
 
 
 def test_new_pod_block_propagates_and_withdraws(mesh):
