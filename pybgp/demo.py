@@ -1,8 +1,12 @@
 """The demo behind ``./scripts/setup.sh --demo``.
 
-Starts a throw-away etcd on 127.0.0.1 (private port, temporary data dir),
-applies every example in ``configs/examples/`` with the real ``pybgp`` CLI,
-reads them back, shows a refused bad input, and stops etcd again.
+1. Resources: a throw-away etcd on 127.0.0.1 (private port, temporary data
+   dir); every example in ``configs/examples/`` applied with the real
+   ``pybgp`` CLI, read back, and a bad input refused.
+2. A two-node cluster in network namespaces (node addresses 198.18.0.0/16,
+   pods 198.19.0.0/16): a ``pybgp speaker`` per node, a pod per node made by
+   the real ``pybgp-cni``, the routes each node learned over BGP, and a ping
+   from one pod to the other. Everything is removed at the end.
 """
 
 from __future__ import annotations
@@ -51,8 +55,46 @@ def main() -> int:
             )
             _run(env, "apply", "-f", str(bad), check=False)
         _run(env, "get", "ippool")
-    print("== demo finished; etcd stopped and its data removed")
+    cluster_demo()
+    print("== demo finished; etcd, namespaces and daemons removed")
     return 0
+
+
+def cluster_demo() -> None:
+    import ipaddress
+
+    from pybgp.testing.cluster import Cluster
+    from pybgp.testing.etcd import EtcdServer
+    from pybgp.testing.netns import Topology
+
+    print("\n== a two-node cluster in network namespaces")
+    with EtcdServer(name="pybgp-demo-cluster") as etcd, Topology("demo") as topo, \
+            tempfile.TemporaryDirectory() as tmp:
+        cluster = Cluster(topo, etcd, workdir=tmp)
+        for i, name in enumerate(("node-1", "node-2")):
+            cluster.add_node(name, f"198.18.0.{11 + i}/24")
+            cluster.start_speaker(name)
+        pods = {name: cluster.add_pod(name, f"web-{name[-1]}", cni=True)
+                for name in cluster.nodes}
+        for name, pod in pods.items():
+            print(f"pod {pod.name} on {name}: {pod.ip} (host side {pod.host_iface})")
+        for name in cluster.nodes:
+            cluster.wait_established(name, 1)
+        for name, other in (("node-1", "node-2"), ("node-2", "node-1")):
+            block = ipaddress.ip_network(f"{pods[other].ip}/26", strict=False)
+            cluster.wait_route(name, str(block))
+        print("\n$ birdcl -s <node-1's socket> show protocols")
+        print(cluster.birdcl("node-1", "show", "protocols"))
+        print("$ birdcl -s <node-1's socket> show route")
+        print(cluster.birdcl("node-1", "show", "route"))
+        print("$ ip route   (inside node-1)")
+        print(cluster.routes("node-1"))
+        src, dst = pods["node-1"], pods["node-2"]
+        out = topo.exec(src, "ping", "-c", "3", "-i", "0.2", "-W", "1", str(dst.ip),
+                        check=False)
+        print(f"$ ping {dst.ip}   (from {src.name} on node-1 to {dst.name} on node-2)")
+        print(out.stdout)
+        cluster.close()
 
 
 if __name__ == "__main__":
