@@ -30,7 +30,13 @@ from typing import Any
 from pybgp.cni import spec
 from pybgp.cni.config import Settings
 from pybgp.datastore.kv import KVStore, Prefetched
-from pybgp.ipam.keys import CONFIG_KEY, affinities_prefix, handle_key
+from pybgp.ipam.keys import (
+    CONFIG_KEY,
+    affinities_prefix,
+    block_key,
+    handle_key,
+    parse_affinity_key,
+)
 
 EXEC_TIMEOUT = 60.0
 IPPOOL_PREFIX = "/calico/resources/v3/projectcalico.org/ippools/"
@@ -38,6 +44,8 @@ NODE_PREFIX = "/calico/resources/v3/projectcalico.org/nodes/"
 
 
 # ------------------------------------------------------------- in-process
+
+_block_hint: dict[str, list[str]] = {}  # node → its affine blocks' keys, last seen
 
 def load_pools(kv: KVStore) -> list[Any]:
     """Every IPPool in the datastore as an IPAM ``Pool``."""
@@ -73,9 +81,15 @@ def assign(kv: KVStore, s: Settings, req: spec.Request, *, ip: str | None = None
     """One IPv4 address for the request's handle; returns it without prefix."""
     handle = s.handle(req.container_id)
     # One round trip for the reads every assignment makes (config, pools, this
-    # node's affinities, the handle) instead of four.
-    kv = Prefetched(kv, keys=[CONFIG_KEY, handle_key(handle)],
+    # node's affinities, the handle) instead of four — plus, as a hint, the
+    # blocks the node's affinities named last time (a long-lived daemon keeps
+    # it; a wrong hint only costs the allocator its own read).
+    hint = _block_hint.get(s.nodename, [])
+    kv = Prefetched(kv, keys=[CONFIG_KEY, handle_key(handle), *hint],
                     prefixes=[IPPOOL_PREFIX, affinities_prefix(s.nodename, 4)])
+    _block_hint[s.nodename] = [
+        block_key(net) for item in kv.peek_list(affinities_prefix(s.nodename, 4))
+        if (parsed := parse_affinity_key(item.key)) is not None for net in (parsed[1],)]
     all_pools = load_pools(kv)
     ipam = make_ipam(kv, s, all_pools)
     if ip:

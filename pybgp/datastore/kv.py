@@ -126,6 +126,10 @@ class Prefetched:
             return self._keys.pop(key)
         return self.store.get(key)
 
+    def peek_list(self, prefix: str) -> builtins.list[KV]:
+        """The snapshot's listing of ``prefix`` without consuming it (empty if none)."""
+        return builtins.list(self._lists.get(prefix, ()))
+
     def list(self, prefix: str) -> tuple[builtins.list[KV], int]:
         if prefix in self._lists:
             return self._lists.pop(prefix), self._revision
