@@ -238,26 +238,9 @@ def diff(
     added beside them (the kernel keys IPv4 routes by prefix, table, TOS and
     metric, not by owner). Desired routes must carry ``protocol``.
     """
-    plan = Plan()
     ours = {p: r for p, r in actual.items() if r.protocol == protocol}
-    for prefix, want in desired.items():
-        if want.protocol != protocol:
-            raise ValueError(f"desired route {prefix} has protocol {want.protocol}, not {protocol}")
-        have = ours.get(prefix)
-        if have is None:
-            plan.add.append(want)
-        elif want.matches(have):
-            continue
-        elif have.table == want.table and have.metric == want.metric:
-            plan.replace.append(want)
-        else:
-            # Different kernel key: REPLACE would leave the old one behind.
-            plan.add.append(want)
-            plan.delete.append(have)
-    for prefix, have in ours.items():
-        if prefix not in desired:
-            plan.delete.append(have)
-    return plan
+    order = [*desired, *(p for p in ours if p not in desired)]
+    return diff_prefixes(desired, ours, order, protocol)
 
 
 def diff_prefixes(
