@@ -24,6 +24,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -246,19 +247,31 @@ def feeder_config(router_id: str, asn: int, neighbors: Sequence[BgpNeighbor],
 
 def calico_config(router_id: str, asn: int, neighbors: Sequence[BgpNeighbor],
                   pools: Sequence[str] = ("198.19.0.0/16",),
-                  blackholes: Sequence[str] = ()) -> str:
-    """BIRD 2 configured as Calico's confd configures BIRD (bird.cfg.template).
+                  blocks: Sequence[str] = ()) -> str:
+    """BIRD 2 configured as Calico's confd configures BIRD (bird.cfg.template,
+    bird_aggr.cfg.template, bird_ipam.cfg.template).
 
     Kernel protocol: learn alien routes, persist, scan every 2 s, graceful
     restart, ECMP; export everything (no IPIP pools here) to the kernel.
     Sessions from ``bgp_template``: multihop, recursive gateway, import all,
     export only routes inside the pools, add paths, graceful restart.
+
+    ``blocks``: the IPAM blocks affine to this node (confirmed). As in
+    bird_aggr.cfg: an unnamed ``protocol static`` (BIRD names it ``static1``)
+    with ``route <block> blackhole;`` per block, and the export filter's
+    aggregation step (``calico_aggr``) accepting each block itself and
+    rejecting anything inside it, ahead of the pools' accept.
     """
     pool_set = ", ".join(f"{p}+" for p in pools)
+    aggr: list[str] = []
+    for b in blocks:
+        aggr += [f"  if ( net = {b} ) then accept;   # block {b} is confirmed",
+                 f"  if ( net ~ {b} ) then reject;"]
     out = [
         f"router id {router_id};",
         "timeformat protocol iso long ms;",
         "filter calico_export_to_bgp_peers {",
+        *aggr,
         f"  if ( net ~ [ {pool_set} ] ) then accept;",
         "  reject;",
         "}",
@@ -282,10 +295,12 @@ def calico_config(router_id: str, asn: int, neighbors: Sequence[BgpNeighbor],
         '  interface -"cali*", -"kube-ipvs*", "*";',
         "}",
     ]
-    if blackholes:
-        out += ["protocol static {", "  ipv4;"]
-        out += [f"  route {b} blackhole;" for b in blackholes]
+    if blocks:
+        out += ["protocol static {", "  ipv4;", "  # IP blocks for this host."]
+        out += [f"  route {b} blackhole;" for b in blocks]
         out.append("}")
+    else:
+        out.append("# No IP blocks or static routes for this host.")
     out += [
         "template bgp bgp_template {",
         '  description "Connection to BGP peer";',
@@ -455,6 +470,109 @@ class RouteWatch:
         self._stop = True
         self._thread.join(5)
         self._sock.close()
+
+
+class BgpWireWatch:
+    """When BGP UPDATEs carrying a prefix crossed a namespace's interfaces.
+
+    An AF_PACKET socket opened by a thread that entered the namespace keeps
+    every TCP segment to or from port 179 with a BGP payload longer than a
+    KEEPALIVE, with the kernel's receive timestamp (``SO_TIMESTAMPNS``:
+    outgoing packets are stamped as they reach the device). ``first(p)`` finds
+    the earliest stored segment holding ``p`` as an NLRI (length byte and the
+    significant octets, which is how an UPDATE encodes it). Bounded: the last
+    ``keep`` segments only.
+    """
+
+    ETH_P_ALL = 0x0003
+    SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+    def __init__(self, netns: str, keep: int = 20000) -> None:
+        self.netns = netns
+        self.keep = keep
+        self.segments: list[tuple[float, bytes]] = []
+        self._cv = threading.Condition()
+        self._stop = False
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"wire-{netns}", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            fd = os.open(netns_path(self.netns), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(fd)
+            finally:
+                os.close(fd)
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(self.ETH_P_ALL))
+            s.setsockopt(socket.SOL_SOCKET, self.SO_TIMESTAMPNS, 1)
+            s.settimeout(0.2)
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        with s:
+            while not self._stop:
+                try:
+                    data, anc, _flags, _addr = s.recvmsg(65536, 64)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    continue
+                ts = time.time()
+                for level, kind, raw in anc:
+                    if (level, kind) == (socket.SOL_SOCKET, self.SO_TIMESTAMPNS) and len(raw) >= 16:
+                        sec, nsec = struct.unpack("qq", raw[:16])
+                        ts = sec + nsec / 1e9
+                payload = _bgp_payload(data)
+                if payload is None or len(payload) <= 19:
+                    continue
+                with self._cv:
+                    self.segments.append((ts, payload))
+                    if len(self.segments) > self.keep:
+                        del self.segments[: len(self.segments) - self.keep]
+                    self._cv.notify_all()
+
+    def first(self, prefix: str, since: float, timeout: float = 1.0) -> float | None:
+        """Earliest segment at or after ``since`` carrying NLRI ``prefix``."""
+        net, _, plen_s = prefix.partition("/")
+        plen = int(plen_s)
+        pattern = bytes([plen]) + socket.inet_aton(net)[: (plen + 7) // 8]
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                for ts, payload in self.segments:
+                    if ts >= since and pattern in payload:
+                        return ts
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cv.wait(left)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(5)
+
+
+def _bgp_payload(frame: bytes) -> bytes | None:
+    """The TCP payload of an Ethernet/IPv4 frame to or from port 179, else None."""
+    if len(frame) < 14 + 20 + 20 or frame[12:14] != b"\x08\x00":
+        return None
+    ip = frame[14:]
+    ihl = (ip[0] & 0x0F) * 4
+    if ip[9] != 6 or len(ip) < ihl + 20:
+        return None
+    total = int.from_bytes(ip[2:4], "big")
+    tcp = ip[ihl:total]
+    sport, dport = int.from_bytes(tcp[0:2], "big"), int.from_bytes(tcp[2:4], "big")
+    if 179 not in (sport, dport):
+        return None
+    return tcp[(tcp[12] >> 4) * 4:]
 
 
 # -- memory ---------------------------------------------------------------------------------

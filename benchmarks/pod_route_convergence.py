@@ -1,6 +1,6 @@
 """Benchmark: a node claims a new IPAM block; how soon does another node route it?
 
-Run as root: ``python -m benchmarks.pod_route_convergence [--blocks 5]``.
+Run as root: ``python -m benchmarks.pod_route_convergence [--blocks 5] [--stages]``.
 
 One topology (``pbconv-<hex>-…`` namespaces) on a fabric bridge, two pairs
 of nodes of the same shape, iBGP full mesh (AS 64512), side by side:
@@ -10,65 +10,99 @@ of nodes of the same shape, iBGP full mesh (AS 64512), side by side:
   socket). A pod address is taken on A through ``pybgp.ipam.IPAM`` exactly
   as the CNI plugin takes it; when A's current block is full (it is filled
   first, without a new claim) the allocation claims a NEW block: pending
-  affinity, block, *confirmed* affinity. t0 = the moment the confirming
-  transaction is acknowledged by etcd (a proxy over the IPAM's store
-  timestamps it). The speaker on A sees the confirmed affinity, installs the
-  blackhole and advertises the block; the speaker on B installs the route.
+  affinity, block, *confirmed* affinity. t0 = the commit of the confirming
+  transaction as this process first learns of it: the earlier of etcd's
+  acknowledgement (a proxy over the IPAM's store timestamps it) and this
+  process's own watch event for the key (the ack often arrives ~0.3 ms after
+  the watch event, sometimes a few ms when its thread waits for the GIL).
+  The speaker on A sees the confirmed affinity, installs the blackhole and
+  advertises the block; the speaker on B installs the route.
 - reference: ``bird-a`` (198.18.0.21) and ``bird-b`` (198.18.0.22), BIRD 2
   configured as Calico's confd configures BIRD (kernel protocol: learn,
   persist, scan time 2, graceful restart, merge paths; ``Mesh_…`` sessions
-  from ``bgp_template``, the higher address passive-side rule). There is no
-  confd here, so the harness plays its part: t0 = the moment it writes
-  ``blackhole <block>`` into A's kernel (netlink, acknowledged); BIRD's
-  kernel protocol learns it, exports it to B, and B's BIRD installs it.
+  from ``bgp_template``, the higher address passive-side rule).
 
-A third side, for context: the same BIRD pair with confd's part played by a
-minimal etcd watcher (the speaker's own ``Syncer``): IPAM claims blocks for
-a node "bird-a", the watcher writes the blackhole into A's kernel when it
-sees the confirmed affinity; t0 = the confirm, as for ours. (Real confd also
-renders a template and reloads BIRD; this lower-bounds it.)
+The reference is run three ways:
+
+- **confd-like** (the RESULT's ``bird_ms``): what Calico does. A small etcd
+  watcher (the speaker's own ``Syncer``) plays confd for node ``bird-a``: on
+  every change under ``/calico/ipam/v2/host/bird-a/ipv4/block/`` it renders
+  A's whole BIRD configuration with a ``protocol static`` holding
+  ``route <block> blackhole;`` for every block confirmed affine to A and the
+  ``calico_aggr`` export step (accept the block, reject what is inside it),
+  as confd's bird_aggr.cfg.template does; if the file changed it writes it
+  (atomically) and runs ``birdc -s <ctl> configure`` (bounded by a timeout).
+  BIRD reconfigures, exports the static route; B's BIRD installs it.
+  t0 = the confirm, as for ours. What it still leaves out: confd's own
+  machinery (its datastore client/syncer, Go template engine over its
+  cache, its check of the rendered file) and Calico's reload path
+  (``sv hup bird`` through runit, i.e. SIGHUP, instead of the control
+  socket); none of that is measured here, so this row is a lower bound
+  for Calico.
+- **kernel-learn shortcut, watcher**: a watcher for node ``bird-a-kw``
+  writes ``blackhole <block>`` into A's kernel when it sees the confirmed
+  affinity; BIRD's kernel protocol learns it (netlink notification) and
+  exports it. t0 = the confirm. Not how Calico originates blocks.
+- **kernel-learn shortcut, direct**: the harness writes the blackhole into
+  A's kernel itself; t0 = netlink acknowledged the write.
 
 t1 = when B's kernel announces the route (a netlink socket subscribed to
 RTNLGRP_IPV4_ROUTE inside B's namespace, read by a thread, timestamped on
 receipt). Latency = t1 - t0. Each side claims ``--blocks`` new blocks, the
-two alternating with a jittered pause between claims (so BIRD's 2 s scan
-timer is not hit at a fixed phase); every wait is bounded by ``--timeout``.
+sides in shuffled order with a jittered pause between claims; every wait is
+bounded by ``--timeout``.
+
+Stages of ours, per block (always): a probe watcher in this process (same
+etcd, same ``Syncer``) timestamps the confirmed affinity's watch event; a
+netlink watcher in A timestamps A's own blackhole; an AF_PACKET socket in A
+timestamps (kernel time) the first BGP UPDATE carrying the block. With
+``--stages`` also ``perf record`` of syscall tracepoints on both relays (the
+speaker ⇄ ExaBGP pipes; kernel timestamps, no ptrace stops): when relay A
+received the command from speaker A and wrote it to ExaBGP A, and when
+relay B got ExaBGP B's JSON and passed it on to speaker B.
 
 The last line is machine-readable:
-``RESULT ours_ms=<median> bird_ms=<median> ratio=<ours/bird>``.
+``RESULT ours_ms=<median> bird_ms=<median confd-like> ratio=<ours/bird>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import json
 import os
 import random
+import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks._bird import (
     BgpNeighbor,
+    BgpWireWatch,
     Bird,
     RouteWatch,
     calico_config,
     median,
     mesh_name,
     percentile,
+    proc_name,
+    process_tree,
     start_bird,
+    stop_process_group,
     wait_bgp_established,
 )
 from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
 from pybgp.datastore.kv import Put
-from pybgp.datastore.syncer import Syncer, Update
+from pybgp.datastore.syncer import InSync, Syncer, Update
 from pybgp.ipam import IPAM, Pool
 from pybgp.ipam.keys import affinities_prefix, parse_affinity_key
 from pybgp.ipam.records import Affinity
@@ -80,10 +114,14 @@ from pybgp.testing.netns import Topology
 
 NODE_AS = 64512
 OUR_POOL = "198.19.0.0/17"  # IPAM allocates here (ours)
-REF_BLOCKS = "198.19.128.0/18"  # the reference's blocks, written by the harness
-REF_WATCHED = "198.19.192.0/18"  # IPAM pool of the reference with a watcher as confd
+REF_BLOCKS = "198.19.128.0/18"  # kernel-learn shortcut, direct: written by the harness
+REF_KWATCH = "198.19.192.0/19"  # kernel-learn shortcut, watcher: IPAM pool of node bird-a-kw
+REF_CONFD = "198.19.224.0/19"  # confd-like: IPAM pool of node bird-a
+REF_POOLS = ["198.19.0.0/16"]  # the reference's Calico IP pools (its export filter)
 OURS = {"pyb-a": "198.18.0.11", "pyb-b": "198.18.0.12"}
 REF = {"bird-a": "198.18.0.21", "bird-b": "198.18.0.22"}
+KW_NODE = "bird-a-kw"  # IPAM node of the kernel-learn watcher's blocks
+SIDES = ("ours", "confd", "birdw", "bird")
 
 
 class ConfirmClock:
@@ -112,108 +150,299 @@ class ConfirmClock:
         return int(rev)
 
 
+def confirmed_blocks(cache: dict[str, tuple[bytes, int]]) -> list[str]:
+    """The blocks of a node's affinity keys whose affinity is confirmed, in key order."""
+    out = []
+    for key in sorted(cache):
+        parsed = parse_affinity_key(key)
+        if parsed is not None and Affinity.decode(cache[key][0]).state == "confirmed":
+            out.append(str(parsed[1]))
+    return out
+
+
+class Watcher:
+    """A thread following one node's affinities with the speaker's ``Syncer``;
+    ``on_change(blocks, seen)`` runs on every update with the confirmed blocks."""
+
+    def __init__(self, endpoint: str, node: str,
+                 on_change: Callable[[list[str], float], None]) -> None:
+        cfg = EtcdConfig(endpoints=[endpoint])
+        self.syncer = Syncer(lambda: EtcdClient(cfg), affinities_prefix(node))
+        self.on_change = on_change
+        self.errors: list[str] = []
+        self.first_seen: dict[str, float] = {}  # block -> its confirmed affinity's event
+        self.thread = threading.Thread(target=self._run, name=f"watch-{node}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        for ev in self.syncer.events():
+            if isinstance(ev, Update | InSync):
+                seen = time.time()
+                blocks = confirmed_blocks(self.syncer.cache)
+                for b in blocks:
+                    self.first_seen.setdefault(b, seen)
+                try:
+                    self.on_change(blocks, seen)
+                except Exception as exc:  # noqa: BLE001 - reported, the run goes on
+                    self.errors.append(repr(exc))
+
+    def close(self) -> None:
+        self.syncer.stop()
+        self.thread.join(10)
+
+
+class ConfdLike:
+    """confd's part for a BIRD node: render, write if changed, ``birdc configure``.
+
+    ``stages[block] = (watch event seen, config written, birdc returned)``.
+    """
+
+    def __init__(self, bird: Bird, render: Callable[[list[str]], str]) -> None:
+        self.bird, self.render = bird, render
+        self.conf_path = bird.dir / "bird.conf"
+        self.last = self.conf_path.read_text()
+        self.blocks: set[str] = set()
+        self.stages: dict[str, tuple[float, float, float]] = {}
+        self.birdc = shutil.which("birdc") or "birdc"
+
+    def __call__(self, blocks: list[str], seen: float) -> None:
+        conf = self.render(blocks)
+        if conf == self.last:
+            return  # confd reloads only when the rendered file differs
+        tmp = self.conf_path.with_suffix(".tmp")
+        tmp.write_text(conf)
+        os.replace(tmp, self.conf_path)
+        written = time.time()
+        r = subprocess.run([self.birdc, "-s", str(self.bird.dir / "bird.ctl"), "configure"],
+                           capture_output=True, text=True, timeout=10, check=False)
+        done = time.time()
+        self.last = conf
+        if "Reconfigur" not in r.stdout:
+            raise RuntimeError(f"birdc configure: {r.stdout.strip()} {r.stderr.strip()}")
+        for b in set(blocks) - self.blocks:
+            self.stages[b] = (seen, written, done)
+        self.blocks = set(blocks)
+
+
+class RelayTrace:
+    """``perf record`` of one relay process's syscalls (kernel tracepoints, no
+    ptrace stops): when it received a line and when it passed it on.
+
+    Recorded: exits of ``recvfrom``/``read`` (with the byte count) and
+    entries of ``write``/``sendto``. A relay is idle between events (the
+    sessions' keepalives never reach it), so the first call of a kind after a
+    mark is the event's.
+    """
+
+    EVENTS = ("syscalls:sys_exit_recvfrom", "syscalls:sys_exit_read",
+              "syscalls:sys_enter_write", "syscalls:sys_enter_sendto")
+    LINE = re.compile(r"^\s*(\d+)\s+(\d+\.\d+):\s+syscalls:(\w+):\s*(.*)$")
+
+    def __init__(self, topo: Topology, node: Any, pid: int, out: Path) -> None:
+        self.out = out
+        self.proc = topo.popen(node, "perf", "record", "-q", "-k", "CLOCK_MONOTONIC",
+                               "-e", ",".join(self.EVENTS), "-p", str(pid), "-o", str(out),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.calls: list[tuple[str, float, int]] | None = None
+        time.sleep(0.5)  # attached
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGINT)  # perf writes its file and exits
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                stop_process_group(self.proc)
+
+    def _load(self) -> list[tuple[str, float, int]]:
+        """(event, wall-clock time, fd or return value) of every recorded call."""
+        if self.calls is None:
+            self.calls = []
+            r = subprocess.run(["perf", "script", "-i", str(self.out), "-F",
+                                "tid,time,event,trace", "--ns"],
+                               capture_output=True, text=True, timeout=60, check=False)
+            offset = time.time() - time.monotonic()
+            for line in r.stdout.splitlines():
+                m = self.LINE.match(line)
+                if not m:
+                    continue
+                event, rest = m.group(3), m.group(4)
+                num = re.search(r"0x([0-9a-f]+)", rest)
+                value = int(num.group(1), 16) if num else -1
+                if value >= 1 << 63:
+                    value -= 1 << 64
+                self.calls.append((event, float(m.group(2)) + offset, value))
+        return self.calls
+
+    def first(self, events: Sequence[str], since: float | None, *,
+              fd: int | None = None) -> float | None:
+        """The first call of ``events`` at or after ``since`` that moved data
+        (exits: return > 0; entries: on ``fd`` if given)."""
+        if since is None:
+            return None
+        for event, t, value in self._load():
+            if event not in events or t < since:
+                continue
+            if event.startswith("sys_exit") and value <= 0:
+                continue
+            if fd is not None and value != fd:
+                continue
+            return t
+        return None
+
+
 class Bench:
-    def __init__(self, topo: Topology, cluster: Cluster, workdir: Path, timeout: float) -> None:
+    def __init__(self, topo: Topology, cluster: Cluster, workdir: Path, timeout: float,
+                 stages: bool) -> None:
         self.topo, self.cluster, self.timeout = topo, cluster, timeout
         for name, ip in OURS.items():
             cluster.add_node(name, f"{ip}/24")
         for name in OURS:
             cluster.start_speaker(name, startup_hold=5.0)
         self.birds: dict[str, Bird] = {}
+        self.render: dict[str, Callable[[list[str]], str]] = {}
         for name, ip in REF.items():
             node = topo.add_node(name, f"{ip}/24")
             peers = [BgpNeighbor(mesh_name(oip), oip, NODE_AS,
-                                 passive=ipaddress.ip_address(oip) > ipaddress.ip_address(ip))
+                                 passive=ipaddress.IPv4Address(oip) > ipaddress.IPv4Address(ip))
                      for other, oip in REF.items() if other != name]
-            conf = calico_config(ip, NODE_AS, peers, pools=["198.19.0.0/16"])
-            self.birds[name] = start_bird(topo, node, workdir, name, conf)
+
+            def render(blocks: list[str], ip: str = ip,
+                       peers: list[BgpNeighbor] = peers) -> str:
+                return calico_config(ip, NODE_AS, peers, pools=REF_POOLS, blocks=blocks)
+
+            self.render[name] = render
+            self.birds[name] = start_bird(topo, node, workdir, name, render([]))
         for name in OURS:
             cluster.wait_established(name, 1, timeout=60)
         for name in REF:
             other = next(oip for o, oip in REF.items() if o != name)
             wait_bgp_established(self.birds[name].ctl, mesh_name(other), 60, step=0.1)
+        a_ns = cluster.nodes["pyb-a"].node.ns
         self.watch = {"ours": RouteWatch(cluster.nodes["pyb-b"].node.ns),
-                      "ours-a": RouteWatch(cluster.nodes["pyb-a"].node.ns),
+                      "ours-a": RouteWatch(a_ns),
                       "bird": RouteWatch(self.birds["bird-b"].node.ns)}
-        self.local_ms: list[float] = []  # ours: confirm -> blackhole in A's own kernel
+        self.wire = BgpWireWatch(a_ns)
+        self.stage_rows: list[dict[str, float | None]] = []  # ours, per block
         self.clock = ConfirmClock(cluster.kv, "pyb-a")
         self.ipam = IPAM(self.clock, "pyb-a")
         self.pools = [Pool(OUR_POOL)]
         self.writer = RouteWriter(self.birds["bird-a"].node.ns)
         self.ref_blocks = list(ipaddress.ip_network(REF_BLOCKS).subnets(new_prefix=26))
-        self.claims = 0
-        # The reference with confd's part played by a minimal watcher: a
-        # confirmed affinity of node "bird-a" in etcd -> blackhole in A's kernel.
-        self.wclock = ConfirmClock(cluster.kv, "bird-a")
-        self.wipam = IPAM(self.wclock, "bird-a")
-        self.wpools = [Pool(REF_WATCHED)]
-        self.wclaims = 0
-        cfg = EtcdConfig(endpoints=[cluster.etcd.endpoint])
-        self.syncer = Syncer(lambda: EtcdClient(cfg), affinities_prefix("bird-a"))
-        self.wthread = threading.Thread(target=self._confd, name="confd-emulation", daemon=True)
-        self.wthread.start()
+        self.claims: dict[str, int] = {"ours": 0, "confd": 0, "birdw": 0}
+        endpoint = cluster.etcd.endpoint
+        # A probe on ours' affinities: when a watcher of etcd learns of the confirm.
+        self.watchers = [Watcher(endpoint, "pyb-a", lambda blocks, seen: None)]
+        self.seen = {"ours": self.watchers[0]}
+        # confd-like: node bird-a's confirmed blocks -> static routes in BIRD's config.
+        self.confd = ConfdLike(self.birds["bird-a"], self.render["bird-a"])
+        self.wclock = {"confd": ConfirmClock(cluster.kv, "bird-a"),
+                       "birdw": ConfirmClock(cluster.kv, KW_NODE)}
+        self.wipam = {"confd": IPAM(self.wclock["confd"], "bird-a"),
+                      "birdw": IPAM(self.wclock["birdw"], KW_NODE)}
+        self.wpools = {"confd": [Pool(REF_CONFD)], "birdw": [Pool(REF_KWATCH)]}
+        self.watchers.append(Watcher(endpoint, "bird-a", self.confd))
+        self.seen["confd"] = self.watchers[-1]
+        # kernel-learn shortcut: node bird-a-kw's confirmed blocks -> kernel blackholes in A.
+        self.kw_writer = RouteWriter(self.birds["bird-a"].node.ns)
+        self.kw_done: set[str] = set()
+        self.watchers.append(Watcher(endpoint, KW_NODE, self._kernel_watcher))
+        self.seen["birdw"] = self.watchers[-1]
+        self.traces: dict[str, RelayTrace] = {}
+        if stages:
+            for name in OURS:
+                cn = cluster.nodes[name]
+                assert cn.speaker is not None
+                relay = [p for p in process_tree(cn.speaker.pid) if proc_name(p) == "relay"]
+                if len(relay) != 1:
+                    raise RuntimeError(f"{name}: expected one relay process, found {relay}")
+                self.traces[name] = RelayTrace(topo, cn.node, relay[0],
+                                               workdir / f"perf-{name}.data")
 
-    def _confd(self) -> None:
-        writer = RouteWriter(self.birds["bird-a"].node.ns)
-        try:
-            for ev in self.syncer.events():
-                if not isinstance(ev, Update) or ev.value is None:
-                    continue
-                parsed = parse_affinity_key(ev.key)
-                if parsed is None or Affinity.decode(ev.value).state != "confirmed":
-                    continue
-                writer.apply(Plan(add=[blackhole(str(parsed[1]), protocol=RTPROT_STATIC)]))
-        finally:
-            writer.close()
+    def _kernel_watcher(self, blocks: list[str], seen: float) -> None:
+        new = [b for b in blocks if b not in self.kw_done]
+        if new:
+            res = self.kw_writer.apply(Plan(add=[blackhole(b, protocol=RTPROT_STATIC)
+                                                 for b in new]))
+            if res.errors:
+                raise RuntimeError(f"writing blackholes {new}: {res.errors[0]}")
+            self.kw_done.update(new)
+
+    def relay_stages(self) -> None:
+        """Add the relays' marks to each block's row (after the perf records stop)."""
+        if not self.traces:
+            return
+        ta, tb = self.traces["pyb-a"], self.traces["pyb-b"]
+        for t in (ta, tb):
+            t.stop()
+        for row in self.stage_rows:
+            row["relay_a_in"] = ta.first(("sys_exit_recvfrom",), row["t0"] - 0.1)  # type: ignore[operator]
+            row["relay_a_out"] = ta.first(("sys_enter_write",), row["relay_a_in"], fd=1)
+            wire = row["wire"]
+            row["relay_b_in"] = tb.first(("sys_exit_read",), None if wire is None else wire)
+            row["relay_b_out"] = tb.first(("sys_enter_sendto",), row["relay_b_in"])
 
     def close(self) -> None:
-        self.syncer.stop()
-        self.wthread.join(10)
-        for w in self.watch.values():
+        for t in self.traces.values():
+            t.stop()
+        for w in self.watchers:
             w.close()
+        for rw in self.watch.values():
+            rw.close()
+        self.wire.close()
         self.writer.close()
+        self.kw_writer.close()
         for b in self.birds.values():
             b.stop()
 
-    def ours(self, i: int) -> float | None:
-        """Fill A's current block (no claim), then allocate: a new block is claimed."""
-        attrs = {"node": "pyb-a", "namespace": "bench", "pod": f"pod-{i}"}
-        if self.claims:
-            before = len(self.clock.confirmed)
-            self.ipam.auto_assign(f"k8s-pod-network.filler-{i}", 63, attrs, self.pools)
-            if len(self.clock.confirmed) != before:
+    def _claim(self, side: str, clock: ConfirmClock, ipam: IPAM, pools: list[Pool],
+               node: str, i: int) -> tuple[str, float]:
+        """Fill the node's current block (no claim), then allocate: a new block is
+        claimed. (block, t0 = etcd acknowledged the confirm)."""
+        attrs = {"node": node, "namespace": "bench", "pod": f"pod-{i}"}
+        if self.claims[side]:
+            before = len(clock.confirmed)
+            ipam.auto_assign(f"k8s-pod-network.{side}-filler-{i}", 63, attrs, pools)
+            if len(clock.confirmed) != before:
                 raise RuntimeError("filling the current block claimed a new one")
             time.sleep(1.0)  # let the fill's effects (none expected) pass
-        before = len(self.clock.confirmed)
-        ips = self.ipam.auto_assign(f"k8s-pod-network.pod-{i}", 1, attrs, self.pools)
-        new = self.clock.confirmed[before:]
+        before = len(clock.confirmed)
+        ips = ipam.auto_assign(f"k8s-pod-network.{side}-pod-{i}", 1, attrs, pools)
+        new = clock.confirmed[before:]
         if len(new) != 1:
             raise RuntimeError(f"expected one new confirmed affinity, got {new}")
-        self.claims += 1
+        self.claims[side] += 1
         block = str(ips[0].network)
         if not new[0][0].endswith(block.replace("/", "-")):
             raise RuntimeError(f"address {ips[0]} is not in the new block {new[0][0]}")
-        t1 = self.watch["ours"].wait(block, self.timeout)
-        ta = self.watch["ours-a"].wait(block, 1.0)
-        if ta is not None:
-            self.local_ms.append((ta - new[0][1]) * 1000)
-        return None if t1 is None else t1 - new[0][1]
+        # t0: the commit as this process first learns of it. The transaction's
+        # ack usually reaches us a little after this process's own watcher has
+        # the event (the timestamps disagree by ~0.3 ms, sometimes by a few ms
+        # when the acking thread waits for the GIL), so take the earlier one.
+        acked = new[0][1]
+        seen = self.seen[side].first_seen.get(block)
+        if seen is None:
+            time.sleep(0.05)  # the watcher is a thread of this process: let it catch up
+            seen = self.seen[side].first_seen.get(block)
+        return block, acked if seen is None else min(acked, seen)
 
-    def bird_watched(self, i: int) -> float | None:
-        """As ours, for node "bird-a": the confirmed affinity reaches A's kernel
-        through the watcher, then BIRD takes it from there."""
-        attrs = {"node": "bird-a", "namespace": "bench", "pod": f"pod-{i}"}
-        if self.wclaims:
-            self.wipam.auto_assign(f"k8s-pod-network.wfiller-{i}", 63, attrs, self.wpools)
-            time.sleep(1.0)
-        before = len(self.wclock.confirmed)
-        ips = self.wipam.auto_assign(f"k8s-pod-network.wpod-{i}", 1, attrs, self.wpools)
-        new = self.wclock.confirmed[before:]
-        if len(new) != 1:
-            raise RuntimeError(f"expected one new confirmed affinity, got {new}")
-        self.wclaims += 1
-        t1 = self.watch["bird"].wait(str(ips[0].network), self.timeout)
-        return None if t1 is None else t1 - new[0][1]
+    def ours(self, i: int) -> float | None:
+        block, t0 = self._claim("ours", self.clock, self.ipam, self.pools, "pyb-a", i)
+        t1 = self.watch["ours"].wait(block, self.timeout)
+        row: dict[str, float | None] = {"t0": t0, "t1": t1}
+        row["watch"] = self.seen["ours"].first_seen.get(block)
+        row["a_kernel"] = self.watch["ours-a"].wait(block, 1.0)
+        row["wire"] = self.wire.first(block, t0)
+        self.stage_rows.append(row)
+        return None if t1 is None else t1 - t0
+
+    def watched(self, side: str, i: int) -> float | None:
+        node = "bird-a" if side == "confd" else KW_NODE
+        block, t0 = self._claim(side, self.wclock[side], self.wipam[side], self.wpools[side],
+                                node, i)
+        t1 = self.watch["bird"].wait(block, self.timeout)
+        return None if t1 is None else t1 - t0
 
     def bird(self, i: int) -> float | None:
         block = str(self.ref_blocks[i])
@@ -224,9 +453,38 @@ class Bench:
         t1 = self.watch["bird"].wait(block, self.timeout)
         return None if t1 is None else t1 - t0
 
+    def confd_stages(self) -> list[tuple[float, float, float]]:
+        return list(self.confd.stages.values())
+
 
 def fmt(x: float | None) -> str:
     return "TIMEOUT" if x is None else f"{x * 1000:.1f}"
+
+
+def _stage_table(rows: list[dict[str, float | None]]) -> list[tuple[str, list[float]]]:
+    """Per stage, the per-block durations in ms (blocks lacking a mark are skipped)."""
+    chain = [("t0", "watch", "etcd: confirm -> watch event (probe watcher)")]
+    if any("relay_a_in" in r for r in rows):
+        chain += [("watch", "relay_a_in", "speaker A: watch event -> command at relay A"),
+                  ("relay_a_in", "relay_a_out", "relay A -> ExaBGP A's pipe"),
+                  ("relay_a_out", "wire", "ExaBGP A: command -> UPDATE on the wire"),
+                  ("wire", "relay_b_in", "ExaBGP B: UPDATE -> JSON at relay B"),
+                  ("relay_b_in", "relay_b_out", "relay B -> speaker B's socket"),
+                  ("relay_b_out", "t1", "speaker B: JSON -> route in B's kernel")]
+    else:
+        chain += [("watch", "wire", "speaker A + relay + ExaBGP A: -> UPDATE on the wire"),
+                  ("wire", "t1", "ExaBGP B + relay + speaker B: -> route in B's kernel")]
+    chain += [("t0", "a_kernel", "(side branch) confirm -> blackhole in A's kernel"),
+              ("t0", "t1", "total: confirm -> route in B's kernel")]
+    out = []
+    for a, b, label in chain:
+        xs = []
+        for r in rows:
+            ta, tb = r.get(a), r.get(b)
+            if ta is not None and tb is not None:
+                xs.append((tb - ta) * 1000)
+        out.append((label, xs))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocks", type=int, default=5, help="new blocks per side (≤ 15)")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a route")
     ap.add_argument("--seed", type=int, default=1, help="seed of the pauses between claims")
+    ap.add_argument("--stages", action="store_true",
+                    help="also trace both relays' syscalls with perf for a finer breakdown")
     args = ap.parse_args(argv)
     if not 1 <= args.blocks <= 15:  # max blocks per host is 20
         ap.error("--blocks: 1..15")
@@ -241,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         print("pod_route_convergence: must run as root (it creates network namespaces)",
               file=sys.stderr)
         return 2
-    for tool in ("bird", "etcd"):
+    for tool in ("bird", "birdc", "etcd") + (("perf",) if args.stages else ()):
         if shutil.which(tool) is None:
             print(f"pod_route_convergence: {tool} not found", file=sys.stderr)
             return 2
@@ -252,53 +512,77 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     rng = random.Random(args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="pybgp-podconv-"))
-    lat: dict[str, list[float | None]] = {"ours": [], "bird": [], "birdw": []}
+    lat: dict[str, list[float | None]] = {s: [] for s in SIDES}
+    stage_rows: list[dict[str, float | None]] = []
+    confd_stages: list[tuple[float, float, float]] = []
+    errors: list[str] = []
     try:
         with EtcdServer(name=f"pybgp-podconv-{os.getpid()}") as etcd, \
                 Topology(prefix="pbconv") as topo:
             cluster = Cluster(topo, etcd, pool=OUR_POOL, workdir=str(workdir / "cluster"))
             try:
-                bench = Bench(topo, cluster, workdir, args.timeout)
+                bench = Bench(topo, cluster, workdir, args.timeout, args.stages)
                 try:
                     time.sleep(3.0)  # everything settled: sessions up, first kernel scans done
                     for i in range(args.blocks):
-                        order = ["ours", "bird", "birdw"]
+                        order = list(SIDES)
                         rng.shuffle(order)
                         for who in order:
-                            run = {"ours": bench.ours, "bird": bench.bird,
-                                   "birdw": bench.bird_watched}[who]
-                            x = run(i)
+                            if who == "ours":
+                                x = bench.ours(i)
+                            elif who == "bird":
+                                x = bench.bird(i)
+                            else:
+                                x = bench.watched(who, i)
                             lat[who].append(x)
                             print(f"  block {i} {who:<5} {fmt(x):>8} ms", flush=True)
                             time.sleep(rng.uniform(0.5, 2.5))
                 finally:
-                    local_ms = bench.local_ms
+                    with contextlib.suppress(Exception):
+                        bench.relay_stages()
+                    stage_rows = bench.stage_rows
+                    confd_stages = bench.confd_stages()
+                    errors = [e for w in bench.watchers for e in w.errors]
                     bench.close()
             finally:
                 cluster.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
+    labels = {
+        "ours": "pybgp speaker -> speaker (t0: affinity confirmed)",
+        "confd": "BIRD 2 + confd-like watcher: static route, birdc configure (t0: confirmed)",
+        "birdw": "BIRD 2, kernel-learn shortcut via watcher (t0: confirmed)",
+        "bird": "BIRD 2, kernel-learn shortcut, direct (t0: blackhole written)",
+    }
     print()
-    print(f"{'side (t0 -> route in B kernel)':<56} {'median ms':>9} {'p90 ms':>7}  runs (ms)")
+    print(f"{'side (t0 -> route in B kernel)':<76} {'median ms':>9} {'p90 ms':>7}  runs (ms)")
     summary: dict[str, float] = {}
-    for who, label in (("ours", "pybgp speaker -> speaker (t0: affinity confirmed)"),
-                       ("bird", "BIRD 2 (Calico cfg) -> BIRD 2 (t0: blackhole written)"),
-                       ("birdw", "BIRD 2 + etcd watcher as confd (t0: confirmed)")):
+    for who in SIDES:
         xs = lat[who]
         done = [x for x in xs if x is not None]
         med = median(done) if len(done) == len(xs) else float("inf")
         p90 = percentile(done, 90) if len(done) == len(xs) else float("inf")
         summary[who] = med
-        print(f"{label:<56} {med * 1000:>9.1f} {p90 * 1000:>7.1f}  "
+        print(f"{labels[who]:<76} {med * 1000:>9.1f} {p90 * 1000:>7.1f}  "
               f"{', '.join(fmt(x) for x in xs)}")
-    ours, bird = summary["ours"], summary["bird"]
-    print(f"ours / (BIRD + watcher): {ours / summary['birdw']:.2f}")
-    if local_ms:
-        print(f"ours, confirm -> blackhole in A's own kernel (speaker A's share): median "
-              f"{median(local_ms):.1f} ms; the rest is A -> ExaBGP -> BGP -> ExaBGP -> B")
+    print()
+    print("ours, stage by stage (median ms over the blocks; runs):")
+    for label, ms in _stage_table(stage_rows):
+        if ms:
+            print(f"  {label:<58} {median(ms):>6.2f}  ({', '.join(f'{x:.2f}' for x in ms)})")
+    if confd_stages:
+        cw = [(w - s) * 1000 for s, w, _ in confd_stages]
+        cc = [(d - w) * 1000 for _, w, d in confd_stages]
+        print("confd-like, stage medians: watch event -> config written "
+              f"{median(cw):.2f} ms; birdc configure {median(cc):.2f} ms")
+    for e in errors[:5]:
+        print(f"watcher error: {e}")
+    ours, bird = summary["ours"], summary["confd"]
+    print("bird_ms below = the confd-like row (BIRD as Calico drives it, minus confd's own "
+          "machinery); the kernel-learn shortcut rows are for context.")
     print(f"RESULT ours_ms={ours * 1000:.1f} bird_ms={bird * 1000:.1f} ratio={ours / bird:.2f}")
-    return 0
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":
