@@ -81,15 +81,20 @@ def test_client_finds_no_daemon(tmp_path):
 def test_client_socket_path_from_config_env_or_default():
     conf = json.dumps({**CONF, "daemon_socket": "/run/x/cni.sock"}).encode()
     assert client.socket_path(conf, {}) == "/run/x/cni.sock"
-    assert client.socket_path(json.dumps(CONF).encode(), {"PYBGP_CNI_SOCKET": "/e"}) == "/e"
+    assert client.socket_path(json.dumps(CONF).encode(), {b"PYBGP_CNI_SOCKET": b"/e"}) == "/e"
     assert client.socket_path(json.dumps(CONF).encode(), {}) == client.DEFAULT_SOCKET
     # a path only a JSON parser can read sends the request down the full path
     assert client.socket_path(b'{"daemon_socket": "/a\\u0062"}', {}) is None
 
 
+def benv(env):
+    """An environment as the client sees it: bytes, as the kernel gives it."""
+    return {k.encode(): v.encode() for k, v in env.items()}
+
+
 def test_client_wire_round_trip():
     env = {**ENV, "HOME": "/root", "PYBGP_CNI_SOCKET": "/s"}
-    data = client.encode(env, json.dumps(CONF).encode())
+    data = client.encode(benv(env), json.dumps(CONF).encode())
     got_env, got_stdin = client.decode(data)
     assert got_env == {k: v for k, v in env.items() if k != "HOME"}
     assert json.loads(got_stdin) == CONF
@@ -105,10 +110,10 @@ def test_daemon_answers_like_the_plugin(tmp_path):
     server.serve_in_thread()
     try:
         status, out = client.exchange(path, client.encode(
-            {"CNI_COMMAND": "VERSION"}, b'{"cniVersion":"0.4.0"}'))
+            {b"CNI_COMMAND": b"VERSION"}, b'{"cniVersion":"0.4.0"}'))
         assert status == 0 and json.loads(out)["cniVersion"] == "0.4.0"
         status, out = client.exchange(path, client.encode(
-            {**ENV, "CNI_IFNAME": ""}, json.dumps(CONF).encode()))
+            benv({**ENV, "CNI_IFNAME": ""}), json.dumps(CONF).encode()))
         assert status == 1 and json.loads(out)["code"] == spec.INVALID_ENVIRONMENT
         status, out = client.exchange(path, b"junk\n")
         assert status == 1 and json.loads(out)["code"] == spec.DECODE_FAILURE
