@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pybgp.kernel_sync import codec
 from pybgp.kernel_sync.netlink import _setns, netns_path, open_netlink_socket
@@ -332,22 +333,19 @@ def mesh_name(ip: str) -> str:
 
 
 # -- observing a namespace's kernel --------------------------------------------------------
-class FibCounter:
-    """Counts the prefixes of a namespace's main FIB (``/proc/net/fib_triestat``).
+class _NetnsThread:
+    """A daemon thread living inside ``netns`` (setns affects only that thread).
 
-    A thread enters the namespace (setns affects only that thread) and reads
-    its own ``/proc/thread-self/net/fib_triestat``: one cheap read, no
-    process started, no route dump.
+    Subclasses set their own state, then call ``__init__``; ``_open`` runs in
+    the namespace and returns what ``_serve`` then uses until ``_stop``.
     """
 
-    def __init__(self, netns: str) -> None:
+    def __init__(self, netns: str, name: str) -> None:
         self.netns = netns
-        self._req: list[tuple[threading.Event, list[int]]] = []
-        self._cv = threading.Condition()
         self._stop = False
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"fib-{netns}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{name}-{netns}", daemon=True)
         self._thread.start()
         self._ready.wait(10)
         if self._error is not None:
@@ -360,12 +358,38 @@ class FibCounter:
                 _setns(fd)
             finally:
                 os.close(fd)
-            fh = open("/proc/thread-self/net/fib_triestat", "rb")  # noqa: SIM115
+            resource = self._open()
         except BaseException as exc:
             self._error = exc
             self._ready.set()
             return
         self._ready.set()
+        self._serve(resource)
+
+    def _open(self) -> Any:
+        raise NotImplementedError
+
+    def _serve(self, resource: Any) -> None:
+        raise NotImplementedError
+
+
+class FibCounter(_NetnsThread):
+    """Counts the prefixes of a namespace's main FIB (``/proc/net/fib_triestat``).
+
+    A thread enters the namespace (setns affects only that thread) and reads
+    its own ``/proc/thread-self/net/fib_triestat``: one cheap read, no
+    process started, no route dump.
+    """
+
+    def __init__(self, netns: str) -> None:
+        self._req: list[tuple[threading.Event, list[int]]] = []
+        self._cv = threading.Condition()
+        super().__init__(netns, "fib")
+
+    def _open(self) -> Any:
+        return open("/proc/thread-self/net/fib_triestat", "rb")  # noqa: SIM115
+
+    def _serve(self, fh: Any) -> None:
         with fh:
             while True:
                 with self._cv:
@@ -472,7 +496,7 @@ class RouteWatch:
         self._sock.close()
 
 
-class BgpWireWatch:
+class BgpWireWatch(_NetnsThread):
     """When BGP UPDATEs carrying a prefix crossed a namespace's interfaces.
 
     An AF_PACKET socket opened by a thread that entered the namespace keeps
@@ -488,34 +512,18 @@ class BgpWireWatch:
     SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
     def __init__(self, netns: str, keep: int = 20000) -> None:
-        self.netns = netns
         self.keep = keep
         self.segments: list[tuple[float, bytes]] = []
         self._cv = threading.Condition()
-        self._stop = False
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"wire-{netns}", daemon=True)
-        self._thread.start()
-        self._ready.wait(10)
-        if self._error is not None:
-            raise self._error
+        super().__init__(netns, "wire")
 
-    def _run(self) -> None:
-        try:
-            fd = os.open(netns_path(self.netns), os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(fd)
-            finally:
-                os.close(fd)
-            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(self.ETH_P_ALL))
-            s.setsockopt(socket.SOL_SOCKET, self.SO_TIMESTAMPNS, 1)
-            s.settimeout(0.2)
-        except BaseException as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
+    def _open(self) -> Any:
+        s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(self.ETH_P_ALL))
+        s.setsockopt(socket.SOL_SOCKET, self.SO_TIMESTAMPNS, 1)
+        s.settimeout(0.2)
+        return s
+
+    def _serve(self, s: Any) -> None:
         with s:
             while not self._stop:
                 try:
