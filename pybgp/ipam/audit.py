@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pybgp.datastore.kv import KVStore
 from pybgp.errors import ValidationError
@@ -106,30 +107,20 @@ def read_snapshot(store: KVStore, attempts: int = 5) -> Snapshot:
         if r1 == r2 == r3:
             break
     snap = Snapshot(revision=r3, consistent=r1 == r2 == r3)
-    for kv in blocks:
-        net = parse_block_key(kv.key)
-        if net is None:
-            continue
-        try:
-            snap.blocks[net] = Block.decode(kv.value, kv.key)
-        except ValidationError as exc:
-            snap.unreadable.append(Problem(BLOCK_INCONSISTENT, str(exc), (kv.key,)))
-    for kv in affs:
-        parsed = parse_affinity_key(kv.key)
-        if parsed is None:
-            continue
-        try:
-            snap.affinities[parsed] = Affinity.decode(kv.value, kv.key)
-        except ValidationError as exc:
-            snap.unreadable.append(Problem(AFFINITY_MISMATCH, str(exc), (kv.key,)))
-    for kv in handles:
-        hid = parse_handle_key(kv.key)
-        if hid is None:
-            continue
-        try:
-            snap.handles[hid] = Handle.decode(kv.value, kv.key)
-        except ValidationError as exc:
-            snap.unreadable.append(Problem(HANDLE_COUNT_MISMATCH, str(exc), (kv.key,)))
+    tables: list[tuple[Any, Any, Any, Any, str]] = [
+        (blocks, parse_block_key, Block.decode, snap.blocks, BLOCK_INCONSISTENT),
+        (affs, parse_affinity_key, Affinity.decode, snap.affinities, AFFINITY_MISMATCH),
+        (handles, parse_handle_key, Handle.decode, snap.handles, HANDLE_COUNT_MISMATCH),
+    ]
+    for kvs, parse, decode, into, problem in tables:
+        for kv in kvs:
+            ident = parse(kv.key)
+            if ident is None:
+                continue
+            try:
+                into[ident] = decode(kv.value, kv.key)
+            except ValidationError as exc:
+                snap.unreadable.append(Problem(problem, str(exc), (kv.key,)))
     return snap
 
 

@@ -25,10 +25,10 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pybgp.testing.names import (
     IPAddress,
@@ -167,6 +167,21 @@ def remove_namespaces(names: Sequence[str]) -> list[str]:
     return [e for e in (_delete_namespace(n) for n in names) if e]
 
 
+
+_A = TypeVar("_A", bound="IPInterface | IPAddress")
+
+
+def _dual_stack(what: str, check: Callable[[str], _A], ip: str,
+                ip6: str | None) -> tuple[_A, _A | None]:
+    """``check`` an IPv4 ``ip`` and an optional IPv6 ``ip6``, each of the right family."""
+    v4 = check(ip)
+    if v4.version != 4:
+        raise ValueError(f"{what} ip {ip} must be IPv4 (use ip6= for IPv6)")
+    v6 = check(ip6) if ip6 else None
+    if v6 is not None and v6.version != 6:
+        raise ValueError(f"{what} ip6 {ip6} must be IPv6")
+    return v4, v6
+
 class Topology:
     """A set of namespaces built for one test (or one lab), removed by identity on close."""
 
@@ -236,12 +251,7 @@ class Topology:
         check_part(name)
         if name == "fabric" or name in self.nodes or name in self.pods:
             raise ValueError(f"name {name!r} already used in this topology")
-        iface = check_node_address(ip)
-        if iface.version != 4:
-            raise ValueError(f"node ip {ip} must be IPv4 (use ip6= for IPv6)")
-        iface6 = check_node_address(ip6) if ip6 else None
-        if iface6 is not None and iface6.version != 6:
-            raise ValueError(f"node ip6 {ip6} must be IPv6")
+        iface, iface6 = _dual_stack("node", check_node_address, ip, ip6)
         for i in (iface, iface6):
             if i is not None and i.ip == self.gateway_address(i):
                 raise ValueError(f"{i.ip} is the fabric gateway of {i.network}")
@@ -307,12 +317,7 @@ class Topology:
         check_part(name)
         if name == "fabric" or name in self.nodes or name in self.pods:
             raise ValueError(f"name {name!r} already used in this topology")
-        addr = check_pod_address(ip)
-        if addr.version != 4:
-            raise ValueError(f"pod ip {ip} must be IPv4 (use ip6= for IPv6)")
-        addr6 = check_pod_address(ip6) if ip6 else None
-        if addr6 is not None and addr6.version != 6:
-            raise ValueError(f"pod ip6 {ip6} must be IPv6")
+        addr, addr6 = _dual_stack("pod", check_pod_address, ip, ip6)
         veth = cali_name(k8s_namespace, name)
         if (host.ns, veth) in self.links:
             raise ValueError(f"{veth} already exists on {host.name}")
