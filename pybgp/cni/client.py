@@ -2,7 +2,7 @@
 
 A container runtime starts the plugin once per pod, so its start-up cost is
 paid on every pod start. This module imports only the built-in ``posix`` and
-``sys`` and the C ``_socket`` module (``json`` pulls in ``re`` and ``enum``,
+``sys``, the built-in ``time`` and the C ``_socket`` module (``json`` pulls in ``re`` and ``enum``,
 ``socket`` pulls in ``enum``: ~35 ms together; even ``os`` costs ~2 ms when
 the interpreter starts without ``site``: measured). It forwards the CNI environment and
 stdin unparsed to ``pybgp cni-daemon`` and copies the daemon's answer (exit
@@ -20,6 +20,7 @@ from __future__ import annotations
 import _socket
 import posix
 import sys
+import time
 
 MAGIC = b"PYBGP-CNI 1"
 DEFAULT_SOCKET = "/var/run/pybgp/cni.sock"
@@ -73,14 +74,31 @@ def decode(data: bytes) -> tuple[dict[str, str], bytes]:
     return env, body[n_env:]
 
 
+def _connect(sock: _socket.socket, path: str) -> bool:
+    """Connect, waiting while the daemon's accept queue is full; False when none listens.
+
+    A unix socket with a timeout fails a connect at once with EAGAIN when the
+    listener's backlog is full (a burst of pod starts), instead of waiting.
+    """
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            sock.connect(path)
+            return True
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.002)
+
+
 def exchange(path: str, request: bytes) -> tuple[int, bytes] | None:
     """Send ``request``; (status, stdout) or None when no daemon listens at ``path``."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(TIMEOUT)
-        try:
-            sock.connect(path)
-        except (FileNotFoundError, ConnectionRefusedError):
+        if not _connect(sock, path):
             return None
         sock.sendall(request)
         sock.shutdown(_socket.SHUT_WR)

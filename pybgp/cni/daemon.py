@@ -43,6 +43,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class CNIDaemon(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # A node starting many pods at once connects many plugins together;
+    # socketserver's default backlog of 5 would turn them away.
+    request_queue_size = 1024
 
     def __init__(self, path: str):
         os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)

@@ -122,6 +122,48 @@ def test_daemon_answers_like_the_plugin(tmp_path):
         server.server_close()
 
 
+def test_client_waits_while_the_daemon_backlog_is_full(tmp_path):
+    """A burst of pod starts fills the accept queue: the plugin waits, it does not fail."""
+    import socket
+    import threading
+
+    path = str(tmp_path / "busy.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    fillers = []
+    for _ in range(8):  # until the kernel refuses more: the queue is full
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)
+        try:
+            s.connect(path)
+        except BlockingIOError:
+            s.close()
+            break
+        s.send(b"fill")
+        fillers.append(s)
+    else:
+        raise AssertionError("the listener's queue never filled")
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(client.exchange(path, b"req")))
+    t.start()
+    try:
+        t.join(0.2)
+        assert t.is_alive() and not got  # still waiting for room in the queue
+        for _ in range(len(fillers) + 1):  # drain: the fillers, then our client
+            conn, _ = listener.accept()
+            conn.settimeout(5)
+            if conn.recv(16) == b"req":
+                conn.sendall(b"0\nanswer")
+            conn.close()
+        t.join(5)
+        assert got == [(0, b"answer")]
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+
+
 def test_result_versions():
     result = {
         "interfaces": [{"name": "cali1", "mac": "ee:ee:ee:ee:ee:ee", "mtu": 1500},
