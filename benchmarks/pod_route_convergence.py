@@ -225,17 +225,17 @@ class ConfdLike:
 
 
 class RelayTrace:
-    """``perf record`` of one relay process's syscalls (kernel tracepoints, no
-    ptrace stops): when it received a line and when it passed it on.
+    """``perf record`` of one relay's syscalls (kernel tracepoints, no ptrace
+    stops): when it received a line and when it passed it on.
 
-    Recorded: exits of ``recvfrom``/``read`` (with the byte count) and
-    entries of ``write``/``sendto``. A relay is idle between events (the
-    sessions' keepalives never reach it), so the first call of a kind after a
-    mark is the event's.
+    The relay is ExaBGP's API helper, socat: it ``read``s from either side
+    and ``write``s to the other (fd 1 is ExaBGP's pipe). Recorded: exits of
+    ``read`` (with the byte count) and entries of ``write``. A relay is idle
+    between events (the sessions' keepalives never reach it), so the first
+    call of a kind after a mark is the event's.
     """
 
-    EVENTS = ("syscalls:sys_exit_recvfrom", "syscalls:sys_exit_read",
-              "syscalls:sys_enter_write", "syscalls:sys_enter_sendto")
+    EVENTS = ("syscalls:sys_exit_read", "syscalls:sys_enter_write")
     LINE = re.compile(r"^\s*(\d+)\s+(\d+\.\d+):\s+syscalls:(\w+):\s*(.*)$")
 
     def __init__(self, topo: Topology, node: Any, pid: int, out: Path) -> None:
@@ -276,9 +276,9 @@ class RelayTrace:
         return self.calls
 
     def first(self, events: Sequence[str], since: float | None, *,
-              fd: int | None = None) -> float | None:
+              fd: int | None = None, not_fd: int | None = None) -> float | None:
         """The first call of ``events`` at or after ``since`` that moved data
-        (exits: return > 0; entries: on ``fd`` if given)."""
+        (exits: return > 0; entries: on ``fd`` / not on ``not_fd`` if given)."""
         if since is None:
             return None
         for event, t, value in self._load():
@@ -286,7 +286,7 @@ class RelayTrace:
                 continue
             if event.startswith("sys_exit") and value <= 0:
                 continue
-            if fd is not None and value != fd:
+            if (fd is not None and value != fd) or (not_fd is not None and value == not_fd):
                 continue
             return t
         return None
@@ -354,7 +354,7 @@ class Bench:
             for name in OURS:
                 cn = cluster.nodes[name]
                 assert cn.speaker is not None
-                relay = [p for p in process_tree(cn.speaker.pid) if proc_name(p) == "relay"]
+                relay = [p for p in process_tree(cn.speaker.pid) if proc_name(p) == "socat"]
                 if len(relay) != 1:
                     raise RuntimeError(f"{name}: expected one relay process, found {relay}")
                 self.traces[name] = RelayTrace(topo, cn.node, relay[0],
@@ -377,11 +377,11 @@ class Bench:
         for t in (ta, tb):
             t.stop()
         for row in self.stage_rows:
-            row["relay_a_in"] = ta.first(("sys_exit_recvfrom",), row["t0"] - 0.1)  # type: ignore[operator]
+            row["relay_a_in"] = ta.first(("sys_exit_read",), row["t0"] - 0.1)  # type: ignore[operator]
             row["relay_a_out"] = ta.first(("sys_enter_write",), row["relay_a_in"], fd=1)
             wire = row["wire"]
             row["relay_b_in"] = tb.first(("sys_exit_read",), None if wire is None else wire)
-            row["relay_b_out"] = tb.first(("sys_enter_sendto",), row["relay_b_in"])
+            row["relay_b_out"] = tb.first(("sys_enter_write",), row["relay_b_in"], not_fd=1)
 
     def close(self) -> None:
         for t in self.traces.values():

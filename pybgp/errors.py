@@ -82,3 +82,7 @@ class PoolExhaustedError(IPAMError):
 
 class KernelError(PybgpError):
     """A netlink / iptables operation failed."""
+
+
+class SpeakerError(PybgpError):
+    """The speaker cannot run as configured (e.g. a missing helper program)."""

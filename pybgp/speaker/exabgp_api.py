@@ -390,6 +390,6 @@ def render_config(neighbors: Iterable[NeighborConfig], run: Sequence[str],
 
 
 def _shell_word(word: str) -> str:
-    if not word or any(c in word for c in " \t;{}\"'\\\n"):
+    if not word or any(c in word for c in " \t;,{}[]\"'\\\n"):
         raise ValueError(f"process argument {word!r} needs quoting ExaBGP cannot do")
     return word

@@ -1,7 +1,11 @@
 """ExaBGP 5 as the speaker's child process (thin shell).
 
 Owns: the ExaBGP configuration file, the process, and the unix socket its API
-relay connects back to. Configuration changes are written atomically and
+helper connects back to. ExaBGP talks only to helper processes it starts
+itself, over their stdin/stdout; the helper is Debian's ``socat`` copying
+bytes between those pipes and the socket (a C program: ~2 MiB, where a
+Python relay cost ~12 MiB; ExaBGP and the speaker both reassemble lines
+split across reads). Configuration changes are written atomically and
 applied with SIGUSR1, which ExaBGP handles per neighbour: unchanged sessions
 stay up, removed ones close, new ones start.
 
@@ -22,9 +26,12 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable
+
+from pybgp.errors import SpeakerError
 
 log = logging.getLogger("pybgp.speaker.exabgp")
 PR_SET_PDEATHSIG = 1
@@ -52,6 +59,7 @@ class ExaBGP:
         self.socket_path = os.path.join(state_dir, "api.sock")
         self.log_path = os.path.join(state_dir, "exabgp.log")
         self.exabgp = exabgp or os.path.join(os.path.dirname(sys.executable), "exabgp")
+        self.relay_argv = self._helper_argv(self.socket_path)
         self._on_line = on_line
         self._on_exit = on_exit
         self._server: asyncio.AbstractServer | None = None
@@ -62,15 +70,30 @@ class ExaBGP:
         self._reload_from: int | None = None  # log offset after the newest config write
         self._confirm: asyncio.Task[None] | None = None
 
-    @property
-    def relay_argv(self) -> list[str]:
-        return [sys.executable, "-I", "-m", "pybgp.speaker.relay", self.socket_path]
+    @staticmethod
+    def _helper_argv(socket_path: str) -> list[str]:
+        """ExaBGP's API helper: socat between its stdin/stdout and our socket.
+
+        socat exits when either side closes (after ``-t`` seconds for the
+        other direction to drain); ExaBGP then starts it again.
+        """
+        socat = shutil.which("socat")
+        if socat is None:
+            raise SpeakerError("socat not found on PATH: the speaker needs Debian's socat "
+                               "package as ExaBGP's API helper (scripts/setup.sh installs it)")
+        if any(c in socket_path for c in ",:!"):
+            raise SpeakerError(f"socket {socket_path!r}: socat cannot name a path holding "
+                               "',', ':' or '!'; choose another --state-dir")
+        # No address options: ExaBGP's tokeniser splits its ``run`` line at commas.
+        # None are needed: the socket listens before ExaBGP starts.
+        return [socat, "-t", "0.2", "STDIO", f"UNIX-CONNECT:{socket_path}"]
 
     async def start(self, config: str) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
-        self._server = await asyncio.start_unix_server(self._relay, path=self.socket_path)
+        self._server = await asyncio.start_unix_server(self._relay, path=self.socket_path,
+                                                          limit=1 << 22)
         os.chmod(self.socket_path, 0o600)
         self._write_config(config)
         await self._spawn()
@@ -88,10 +111,6 @@ class ExaBGP:
                 "exabgp.cli.enable": "false",
             },
         )
-        # The package directory of pybgp must be importable by the relay even
-        # when pybgp is not installed (running from a checkout).
-        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = pkg_root + os.pathsep + env.get("PYTHONPATH", "")
         with open(self.log_path + ".stderr", "ab") as errlog:
             self.proc = await asyncio.create_subprocess_exec(
                 self.exabgp, "server", self.config_path,

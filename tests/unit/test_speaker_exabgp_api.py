@@ -182,3 +182,16 @@ def test_config_refuses_unquotable_values() -> None:
         render_config([bad], RUN)
     with pytest.raises(ValueError):
         render_config(NEIGHBORS, ["/bin/helper", "two words"])
+    with pytest.raises(ValueError):  # ExaBGP's tokeniser splits a word at a comma
+        render_config(NEIGHBORS, ["/usr/bin/socat", "UNIX-CONNECT:/s,retry=5"])
+
+
+def test_helper_is_socat_on_the_api_socket(tmp_path: FsPath) -> None:
+    from pybgp.errors import SpeakerError
+    from pybgp.speaker.exabgp_proc import ExaBGP
+
+    exa = ExaBGP(str(tmp_path), lambda line: None, lambda code: None)
+    assert exa.relay_argv[-1] == f"UNIX-CONNECT:{tmp_path}/api.sock"
+    assert "run " + " ".join(exa.relay_argv) in render_config(NEIGHBORS, exa.relay_argv)
+    with pytest.raises(SpeakerError, match="socat cannot name"):
+        ExaBGP(str(tmp_path / "a,b"), lambda line: None, lambda code: None)
