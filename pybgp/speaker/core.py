@@ -105,7 +105,7 @@ class Speaker:
         self._kernel_dirty: set[str] = set()
         # Learned routes as KRoutes, reused while their next hops stay the same:
         # prefix -> (gateways, route); and the validated next-hop tuples.
-        self._learned: dict[str, tuple[tuple[str, ...], KRoute]] = {}
+        self._learned: dict[str, KRoute] = {}
         self._hops: dict[tuple[str, ...], tuple[tuple[NextHop, ...], bool]] = {}
 
     # -- derived state ---------------------------------------------------------
@@ -153,15 +153,14 @@ class Speaker:
         """Everything of ours the kernel must hold now."""
         routes = {cidr: blackhole(cidr, protocol=SPEAKER_PROTOCOL)
                   for cidr in self.export.blackholes}
-        learned: dict[str, tuple[tuple[str, ...], KRoute]] = {}
+        learned: dict[str, KRoute] = {}
         if self.rib is not None:
             for prefix, decision in self.rib.decisions().items():
                 if prefix in routes or prefix in self.local_routes:
                     continue
-                entry = self._learned_route(prefix, decision.next_hops)
-                if entry is not None:
-                    learned[prefix] = entry
-                    routes[prefix] = entry[1]
+                route = self._learned_route(prefix, decision.next_hops)
+                if route is not None:
+                    learned[prefix] = routes[prefix] = route
         self._learned = learned
         if self.holding:
             for prefix, route in self.retained.items():
@@ -172,16 +171,16 @@ class Speaker:
         """The one route of ours for ``prefix`` (None: none), as in kernel_routes()."""
         if prefix in self.export.blackholes:
             return blackhole(prefix, protocol=SPEAKER_PROTOCOL)
-        entry = None
+        route = None
         if self.rib is not None and prefix not in self.local_routes:
             decision = self.rib.best(prefix)
             if decision is not None:
-                entry = self._learned_route(prefix, decision.next_hops)
-        if entry is None:
+                route = self._learned_route(prefix, decision.next_hops)
+        if route is None:
             self._learned.pop(prefix, None)
             return self.retained.get(prefix) if self.holding else None
-        self._learned[prefix] = entry
-        return entry[1]
+        self._learned[prefix] = route
+        return route
 
     def take_kernel_changes(self) -> tuple[bool, set[str]]:
         """(everything changed?, prefixes whose kernel_route() may have changed)
@@ -190,21 +189,18 @@ class Speaker:
         self._kernel_full, self._kernel_dirty = False, set()
         return full, dirty
 
-    def _learned_route(self, prefix: str, next_hops: tuple[str, ...]
-                       ) -> tuple[tuple[str, ...], KRoute] | None:
+    def _learned_route(self, prefix: str, next_hops: tuple[str, ...]) -> KRoute | None:
         """The kernel route for a learned prefix; built once per (prefix, next hops).
 
         At 100k routes the validation in ``KRoute``/``NextHop`` dominated the
         speaker's CPU; each distinct next-hop tuple is validated once here and
-        a canonical IPv4 prefix needs no ``ipaddress`` parse.
+        a canonical IPv4 prefix needs no ``ipaddress`` parse. A route whose
+        next hops are the shared validated tuple is still right as it is.
         """
         own = self.router_id
         gws = next_hops if own not in next_hops else tuple(nh for nh in next_hops if nh != own)
         if not gws:
             return None
-        cached = self._learned.get(prefix)
-        if cached is not None and cached[0] == gws:
-            return cached
         hops = self._hops.get(gws)
         if hops is None:
             if len(self._hops) > 4096:  # next-hop sets are few; never let it grow unbounded
@@ -213,11 +209,14 @@ class Speaker:
             hops = self._hops[gws] = (nhs, all(nh.gateway and ":" not in nh.gateway
                                                 for nh in nhs))
         nhs, v4 = hops
+        cached = self._learned.get(prefix)
+        if cached is not None and cached.nexthops is nhs:
+            return cached
         if v4 and _canonical_v4(prefix):
             route = KRoute.trusted(prefix, "unicast", nhs, SPEAKER_PROTOCOL, RT_TABLE_MAIN, 0)
         else:
             route = KRoute(prefix, "unicast", nhs, SPEAKER_PROTOCOL)
-        return gws, route
+        return route
 
     def _kernel_changed(self, prefixes: set[str] | None = None) -> bool:
         """Record a change for take_kernel_changes(); None = everything.
