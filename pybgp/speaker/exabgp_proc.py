@@ -107,6 +107,11 @@ class ExaBGP:
                 "exabgp.api.ack": "false",
                 "exabgp.log.destination": self.log_path,
                 "exabgp.log.level": "INFO",
+                # One INFO line per API command ("route added to …") cost ExaBGP
+                # ~1 ms of each announcement (py-spy: its RotatingFileHandler
+                # checks for rollover per record). Off unless PYBGP_EXABGP_LOG_PROCESSES=true
+                # in the speaker's environment.
+                "exabgp.log.processes": os.environ.get("PYBGP_EXABGP_LOG_PROCESSES", "false"),
                 "exabgp_cli_enable": "false",
                 "exabgp.cli.enable": "false",
             },

@@ -12,6 +12,7 @@ and outputs are plain values.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -36,12 +37,33 @@ class ExportPlan:
     blackholes: frozenset[str] = field(default_factory=frozenset)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _net(cidr: str) -> Net:
+    """Parsed once: the plan is recomputed on every change of the node's
+    blocks or workload routes, and parsing was most of its cost."""
     return ipaddress.ip_network(cidr, strict=False)
 
 
 def _within(net: Net, nets: Iterable[Net]) -> bool:
     return any(net.version == n.version and net.subnet_of(n) for n in nets)  # type: ignore[arg-type]
+
+
+class _Covering:
+    """Does any of ``nets`` contain a given network? One set lookup per
+    distinct prefix length among ``nets`` (usually one: the block size), where
+    ``_within`` tested every block for every workload route."""
+
+    def __init__(self, nets: Iterable[Net]):
+        self.lengths = sorted({n.prefixlen for n in nets})
+        self.keys = {self._key(n, n.prefixlen) for n in nets}
+
+    @staticmethod
+    def _key(net: Net, length: int) -> tuple[int, int, int]:
+        return net.version, int(net.network_address) >> (net.max_prefixlen - length), length
+
+    def __call__(self, net: Net) -> bool:
+        return any(length <= net.prefixlen and self._key(net, length) in self.keys
+                   for length in self.lengths)
 
 
 def _exported_pool(net: Net, pools: Iterable[Pool]) -> bool:
@@ -68,11 +90,12 @@ def export_plan(pools: Iterable[Pool], affine_blocks: Iterable[str],
     blackholes = {str(b) for b in blocks}
     advertise = {str(b) for b in blocks if not any(
         p.disable_bgp_export for p in pools if _within(b, [_net(p.cidr)]))}
+    in_block = _Covering(blocks)
     for prefix, iface in local_routes.items():
         if not iface.startswith("cali"):
             continue
         net = _net(prefix)
-        if _within(net, blocks):
+        if in_block(net):
             continue  # suppressed: the block aggregate covers it
         if _exported_pool(net, pools):
             advertise.add(str(net))
