@@ -192,6 +192,23 @@ def test_update_and_withdraw_report_changes_only() -> None:
     assert rib.best(P) is None and rib.decisions() == {}
 
 
+def test_second_path_changes_only_what_it_changes() -> None:
+    """One path, then a worse one from another peer and back (the RIB keeps a
+    lone path differently from several)."""
+    rib = Rib(local_as=64512, router_id="198.18.0.11")
+    a, worse = path("198.18.0.12"), path("198.18.0.14", local_pref=50)
+    assert rib.update(a) == {P}
+    assert rib.update(worse) == set()  # best and multipath unchanged
+    assert rib.paths(P) == (a, worse) and len(rib) == 2
+    assert rib.update(dataclasses.replace(worse, local_pref=200)) == {P}  # now the best
+    d = rib.best(P)
+    assert d is not None and d.best.peer == "198.18.0.14" and d.reason is Reason.LOCAL_PREF
+    assert rib.withdraw(P, "198.18.0.14") == {P}
+    assert rib.paths(P) == (a,) and rib.decisions()[P].reason is Reason.ONLY_PATH
+    assert rib.update(worse) == set() and rib.withdraw(P, "198.18.0.14") == set()
+    assert rib.update(dataclasses.replace(a, next_hop="198.18.0.99")) == {P}  # same peer
+
+
 def test_drop_peer_and_counts() -> None:
     rib = Rib(local_as=64512, router_id="198.18.0.11")
     q = "198.19.2.0/26"
