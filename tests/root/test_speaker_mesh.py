@@ -3,8 +3,10 @@ pods on every node, real packets — and a crash of one speaker mid-ping."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -141,3 +143,48 @@ def test_speaker_crash_loses_no_packets_and_routes_do_not_flap(mesh):
     for name, pod in pods.items():
         if name != "node-a":
             cluster.wait_route("node-a", block_of(pod.ip))
+
+
+def _socat_of(speaker_pid: int) -> list[int]:
+    """ExaBGP's API helper processes under a speaker (speaker → exabgp → socat)."""
+    found, todo = [], [speaker_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as fh:
+                kids = [int(k) for k in fh.read().split()]
+        except FileNotFoundError:
+            continue
+        todo += kids
+        for kid in kids:
+            with contextlib.suppress(FileNotFoundError), open(f"/proc/{kid}/comm") as fh:
+                if fh.read().strip() == "socat":
+                    found.append(kid)
+    return found
+
+
+def test_api_helper_killed_later_announcements_still_arrive(mesh):
+    """socat between ExaBGP and the speaker dies: ExaBGP starts another, the
+    speaker takes the new connection, and no session is reset."""
+    cluster, pods = mesh
+    speaker = cluster.nodes["node-a"].speaker
+    assert speaker is not None
+    helpers = _socat_of(speaker.pid)
+    assert len(helpers) == 1, helpers
+    before = cluster.birdcl("node-b", "show", "protocols")
+    os.kill(helpers[0], signal.SIGKILL)
+    wait_until(lambda: (h := _socat_of(speaker.pid)) and h != helpers, 15,
+               "ExaBGP to start a new API helper")
+    # a new block on node-a: 63 addresses fill its block, the 64th claims another
+    from pybgp.ipam import IPAM
+
+    ips = IPAM(cluster.kv, "node-a").auto_assign("k8s-pod-network.node-a-many", 64,
+                                                 {"node": "node-a"}, cluster.pools)
+    new_block = block_of(str(ips[-1].ip))
+    assert new_block != block_of(str(pods["node-a"].ip))
+    cluster.wait_route("node-b", new_block, timeout=15)
+    assert cluster.birdcl("node-b", "show", "protocols").count("Established") == \
+        before.count("Established")
+    since = [[r.split()[4] for r in text.splitlines() if r.startswith("Mesh_198_18_0_11")]
+             for text in (before, cluster.birdcl("node-b", "show", "protocols"))]
+    assert since[0] == since[1], "the helper's death reset node-b's session to node-a"
