@@ -173,9 +173,9 @@ class Speaker:
             return blackhole(prefix, protocol=SPEAKER_PROTOCOL)
         route = None
         if self.rib is not None and prefix not in self.local_routes:
-            decision = self.rib.best(prefix)
-            if decision is not None:
-                route = self._learned_route(prefix, decision.next_hops)
+            next_hops = self.rib.next_hops(prefix)
+            if next_hops:
+                route = self._learned_route(prefix, next_hops)
         if route is None:
             self._learned.pop(prefix, None)
             return self.retained.get(prefix) if self.holding else None
@@ -334,11 +334,13 @@ class Speaker:
         rib = self.rib
         for prefix in event.withdraws:
             changed |= rib.withdraw(prefix, event.peer)
-        for path in event.announces:
-            if not check or import_decision(path.prefix, pools).accept:
-                changed |= rib.update(path)
-            else:
-                changed |= rib.withdraw(path.prefix, event.peer)
+        for shared, prefixes in event.groups:
+            if check:
+                refused = {p for p in prefixes if not import_decision(p, pools).accept}
+                for prefix in refused:
+                    changed |= rib.withdraw(prefix, event.peer)
+                prefixes = [p for p in prefixes if p not in refused]
+            changed |= rib.update_group(shared, prefixes)
         return Effects(kernel=self._kernel_changed(changed))
 
     def _recompute(self, now: float) -> Effects:

@@ -22,6 +22,7 @@ between calls (the caller passes what it knows, e.g. peer router ids).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,9 +47,19 @@ class PeerState:
 
 @dataclass(frozen=True)
 class Update:
+    """One UPDATE. ``groups``: (attributes, prefixes) per next hop, the
+    attributes a ``Path`` with an empty prefix shared by all those prefixes
+    (the RIB stores it once for all of them)."""
+
     peer: str
-    announces: list[Path] = field(default_factory=list)
+    groups: list[tuple[Path, list[str]]] = field(default_factory=list)
     withdraws: list[str] = field(default_factory=list)
+
+    @property
+    def announces(self) -> list[Path]:
+        """Each announced prefix as a whole ``Path``."""
+        return [dataclasses.replace(shared, prefix=prefix)
+                for shared, prefixes in self.groups for prefix in prefixes]
 
 
 @dataclass(frozen=True)
@@ -210,19 +221,19 @@ def _parse_update(peer: str, ibgp: bool, router_id: str, body: dict[str, Any],
         ),
         received_at=received_at,
     )
-    announces: list[Path] = []
+    groups: list[tuple[Path, list[str]]] = []
     for family, by_nh in body.get("announce", {}).items():
         if family != "ipv4 unicast" and family != "ipv6 unicast":
             continue
         for next_hop, nlris in by_nh.items():
-            for nlri in nlris:
-                announces.append(Path(prefix=nlri["nlri"], next_hop=next_hop, **common))
+            groups.append((Path(prefix="", next_hop=next_hop, **common),
+                           [nlri["nlri"] for nlri in nlris]))
     withdraws: list[str] = []
     for family, nlris in body.get("withdraw", {}).items():
         if family != "ipv4 unicast" and family != "ipv6 unicast":
             continue
         withdraws.extend(n["nlri"] for n in nlris)
-    return Update(peer, announces, withdraws)
+    return Update(peer, groups, withdraws)
 
 
 # -- commands ----------------------------------------------------------------

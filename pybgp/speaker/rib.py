@@ -253,7 +253,10 @@ class Rib:
     Memory (most prefixes have one path): such a prefix maps straight to its
     ``Path`` and has no cached ``Decision`` (one is made when asked for);
     only prefixes with several paths hold a ``{peer: Path}`` dict and a
-    ``Decision``. At 100k single-path prefixes that saves ~340 B a route.
+    ``Decision``. Paths that came in one UPDATE are one shared object (see
+    ``update_group``), so a stored path's ``prefix`` may be empty: the keys
+    name the prefixes. At 100k routes this costs ~500 B a route less than
+    a dict, a Decision and a Path per prefix did.
     """
 
     def __init__(self, *, local_as: int, router_id: str, cluster_id: str | None = None):
@@ -283,6 +286,16 @@ class Rib:
             else:
                 out[prefix] = self._decisions[prefix]
         return out
+
+    def next_hops(self, prefix: str) -> tuple[str, ...]:
+        """The best paths' next hops (``best(prefix).next_hops`` without
+        building a Decision); () when the prefix has no path."""
+        entry = self._paths.get(prefix)
+        if entry is None:
+            return ()
+        if isinstance(entry, Path):
+            return (entry.next_hop,)
+        return self._decisions[prefix].next_hops
 
     def paths(self, prefix: str) -> tuple[Path, ...]:
         entry = self._paths.get(prefix)
@@ -317,31 +330,46 @@ class Rib:
 
     def update(self, path: Path) -> set[str]:
         """Insert or replace ``path``; a looped path withdraws the old one."""
+        return self.update_group(path, (path.prefix,))
+
+    def update_group(self, path: Path, prefixes: Iterable[str]) -> set[str]:
+        """``path``'s attributes for each of ``prefixes``, its own ``prefix``
+        unread: the prefixes of one UPDATE share one ``Path`` (with an empty
+        prefix), stored once for all of them; the RIB's keys name prefixes."""
+        peer = path.peer
         loop = self.check(path)
         if loop is not None:
-            self.rejected[loop] += 1
-            return self.withdraw(path.prefix, path.peer)
-        prefix, peer = path.prefix, path.peer
+            changed: set[str] = set()
+            for prefix in prefixes:
+                self.rejected[loop] += 1
+                changed |= self.withdraw(prefix, peer)
+            return changed
+        by_peer = self._by_peer.setdefault(peer, set())
+        stale = self._stale.get(peer)
+        changed = set()
+        for prefix in prefixes:
+            if self._store(prefix, path):
+                changed.add(prefix)
+            by_peer.add(prefix)
+            if stale:
+                stale.discard(prefix)
+        return changed
+
+    def _store(self, prefix: str, path: Path) -> bool:
+        """Put ``path`` in for ``prefix``; did the decision change?"""
         entry = self._paths.get(prefix)
         if entry is None:
             self._paths[prefix] = path
-            changed = True
-        elif isinstance(entry, Path):
-            if entry.peer == peer:
+            return True
+        if isinstance(entry, Path):
+            if entry.peer == path.peer:
                 self._paths[prefix] = path
-                changed = entry != path
-            else:
-                self._paths[prefix] = {entry.peer: entry, peer: path}
-                changed = self._redecide(prefix, entry, (entry,))
-        else:
-            old = self._decisions[prefix]
-            entry[peer] = path
-            changed = self._redecide(prefix, old.best, old.multipath)
-        self._by_peer.setdefault(peer, set()).add(prefix)
-        stale = self._stale.get(peer)
-        if stale:
-            stale.discard(prefix)
-        return {prefix} if changed else set()
+                return entry != path
+            self._paths[prefix] = {entry.peer: entry, path.peer: path}
+            return self._redecide(prefix, entry, (entry,))
+        old = self._decisions[prefix]
+        entry[path.peer] = path
+        return self._redecide(prefix, old.best, old.multipath)
 
     def update_many(self, paths: Iterable[Path]) -> set[str]:
         changed: set[str] = set()

@@ -38,6 +38,9 @@ EXABGP = FsPath(sys.executable).parent / "exabgp"
 def _as_dict(event: object) -> dict[str, object]:
     out: dict[str, object] = {"event": type(event).__name__}
     out.update(dataclasses.asdict(event))  # type: ignore[call-overload]
+    if isinstance(event, Update):  # the golden file lists each prefix's whole Path
+        del out["groups"]
+        out["announces"] = [dataclasses.asdict(p) for p in event.announces]
     return json.loads(json.dumps(out))  # tuples → lists, like the golden file
 
 
@@ -65,6 +68,14 @@ def test_router_ids_from_open_are_used() -> None:
     assert isinstance(ev, Update)
     assert ev.announces[0].peer_router_id == "10.9.9.9"
     assert ev.announces[0].effective_local_pref == 200
+
+
+def test_prefixes_of_one_update_share_one_path() -> None:
+    ev = parse_message(_line("iBGP announce, three prefixes, empty AS_PATH absent from JSON"))
+    assert isinstance(ev, Update) and len(ev.groups) == 1
+    shared, prefixes = ev.groups[0]
+    assert shared.prefix == "" and len(prefixes) == 3
+    assert [p.prefix for p in ev.announces] == prefixes
 
 
 def test_ibgp_flag_from_asns() -> None:

@@ -209,6 +209,22 @@ def test_second_path_changes_only_what_it_changes() -> None:
     assert rib.update(dataclasses.replace(a, next_hop="198.18.0.99")) == {P}  # same peer
 
 
+def test_update_group_stores_one_shared_path() -> None:
+    rib = Rib(local_as=64512, router_id="198.18.0.11")
+    q, r = "198.19.2.0/26", "198.19.3.0/26"
+    shared = path("198.18.0.12", prefix="")
+    assert rib.update_group(shared, [P, q]) == {P, q}
+    assert rib.paths(P)[0] is rib.paths(q)[0] is shared
+    assert rib.next_hops(q) == ("198.18.0.12",) and rib.next_hops(r) == ()
+    assert rib.peer_prefixes("198.18.0.12") == {P, q} and len(rib) == 2
+    assert rib.update_group(dataclasses.replace(shared, received_at=5.0), [P, q]) == set()
+    # a looped UPDATE withdraws what the peer had sent for each of its prefixes
+    looped = path("198.18.0.12", prefix="", ibgp=False, as_path=(65000, 64512))
+    assert rib.update_group(looped, [q, r]) == {q}
+    assert rib.rejected[LoopReason.AS_PATH] == 2
+    assert rib.best(q) is None and rib.best(P) is not None
+
+
 def test_drop_peer_and_counts() -> None:
     rib = Rib(local_as=64512, router_id="198.18.0.11")
     q = "198.19.2.0/26"
