@@ -1,13 +1,13 @@
 """``pybgp speaker``: the node's BGP speaker (BIRD's role in Calico).
 
 The shell around ``core.Speaker``: one asyncio loop and one queue. Producers
-— etcd syncers (threads), the kernel route monitor (a socket reader), the
-ExaBGP relay, timers — put events on the queue; the loop feeds them to the
-pure core and carries out its effects. Kernel writes are coalesced: after a
-burst of events the desired routes are applied once, in a worker thread, so
-a 100k-route write never stalls the BGP sessions; a change of a few routes
-(a new block) is written from the loop at once, which is quicker than the
-hand-off to the thread.
+— etcd syncers (threads), the kernel route monitor (a socket reader),
+ExaBGP's lines (through its socat helper), timers — put events on the queue;
+the loop feeds them to the pure core and carries out its effects. Kernel
+writes are coalesced: after a burst of events the desired routes are applied
+once, in a worker thread, so a 100k-route write never stalls the BGP
+sessions; a change of a few routes (a new block) is written from the loop at
+once, which is quicker than the hand-off to the thread.
 
 Nothing is written to ExaBGP or the kernel before every datastore prefix is
 in sync (a half-read datastore would look like peers and blocks vanished).
@@ -191,7 +191,7 @@ class SpeakerDaemon:
             return  # nothing leaves this process before the datastore is read whole
         fx, self.pending = self.pending, Effects()
         if not self.exabgp_started or fx.reconfigure:
-            config = exa.render_config(self.speaker.neighbor_configs(), self.exabgp.relay_argv,
+            config = exa.render_config(self.speaker.neighbor_configs(), self.exabgp.helper_argv,
                                        manual_eor=True, adj_rib_in=False)
             if not self.exabgp_started:
                 await self.exabgp.start(config)

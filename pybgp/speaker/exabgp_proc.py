@@ -59,7 +59,7 @@ class ExaBGP:
         self.socket_path = os.path.join(state_dir, "api.sock")
         self.log_path = os.path.join(state_dir, "exabgp.log")
         self.exabgp = exabgp or os.path.join(os.path.dirname(sys.executable), "exabgp")
-        self.relay_argv = self._helper_argv(self.socket_path)
+        self.helper_argv = self._helper_command(self.socket_path)
         self._on_line = on_line
         self._on_exit = on_exit
         self._server: asyncio.AbstractServer | None = None
@@ -71,7 +71,7 @@ class ExaBGP:
         self._confirm: asyncio.Task[None] | None = None
 
     @staticmethod
-    def _helper_argv(socket_path: str) -> list[str]:
+    def _helper_command(socket_path: str) -> list[str]:
         """ExaBGP's API helper: socat between its stdin/stdout and our socket.
 
         socat exits when either side closes (after ``-t`` seconds for the
@@ -92,8 +92,8 @@ class ExaBGP:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)
-        self._server = await asyncio.start_unix_server(self._relay, path=self.socket_path,
-                                                          limit=1 << 22)
+        self._server = await asyncio.start_unix_server(
+            self._helper_connected, path=self.socket_path, limit=1 << 22)
         os.chmod(self.socket_path, 0o600)
         self._write_config(config)
         await self._spawn()
@@ -185,7 +185,8 @@ class ExaBGP:
             proc.send_signal(signal.SIGUSR1)
         log.error("ExaBGP did not reload its configuration after %d signals", RELOAD_TRIES)
 
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _helper_connected(self, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
         if self._writer is not None:
             self._writer.close()
         self._writer = writer
