@@ -103,9 +103,7 @@ class Speaker:
         # (take_kernel_changes): a set of prefixes, or everything.
         self._kernel_full = True
         self._kernel_dirty: set[str] = set()
-        # Learned routes as KRoutes, reused while their next hops stay the same:
-        # prefix -> (gateways, route); and the validated next-hop tuples.
-        self._learned: dict[str, KRoute] = {}
+        # The validated next-hop tuples of learned routes, by gateways.
         self._hops: dict[tuple[str, ...], tuple[tuple[NextHop, ...], bool]] = {}
 
     # -- derived state ---------------------------------------------------------
@@ -153,15 +151,13 @@ class Speaker:
         """Everything of ours the kernel must hold now."""
         routes = {cidr: blackhole(cidr, protocol=SPEAKER_PROTOCOL)
                   for cidr in self.export.blackholes}
-        learned: dict[str, KRoute] = {}
         if self.rib is not None:
-            for prefix, decision in self.rib.decisions().items():
+            for prefix, next_hops in self.rib.all_next_hops():
                 if prefix in routes or prefix in self.local_routes:
                     continue
-                route = self._learned_route(prefix, decision.next_hops)
+                route = self._learned_route(prefix, next_hops)
                 if route is not None:
-                    learned[prefix] = routes[prefix] = route
-        self._learned = learned
+                    routes[prefix] = route
         if self.holding:
             for prefix, route in self.retained.items():
                 routes.setdefault(prefix, route)
@@ -177,9 +173,7 @@ class Speaker:
             if next_hops:
                 route = self._learned_route(prefix, next_hops)
         if route is None:
-            self._learned.pop(prefix, None)
             return self.retained.get(prefix) if self.holding else None
-        self._learned[prefix] = route
         return route
 
     def take_kernel_changes(self) -> tuple[bool, set[str]]:
@@ -190,12 +184,12 @@ class Speaker:
         return full, dirty
 
     def _learned_route(self, prefix: str, next_hops: tuple[str, ...]) -> KRoute | None:
-        """The kernel route for a learned prefix; built once per (prefix, next hops).
+        """The kernel route for a learned prefix.
 
         At 100k routes the validation in ``KRoute``/``NextHop`` dominated the
         speaker's CPU; each distinct next-hop tuple is validated once here and
-        a canonical IPv4 prefix needs no ``ipaddress`` parse. A route whose
-        next hops are the shared validated tuple is still right as it is.
+        a canonical IPv4 prefix needs no ``ipaddress`` parse, so building the
+        route is cheap enough not to cache it (the kernel layer holds it).
         """
         own = self.router_id
         gws = next_hops if own not in next_hops else tuple(nh for nh in next_hops if nh != own)
@@ -209,9 +203,6 @@ class Speaker:
             hops = self._hops[gws] = (nhs, all(nh.gateway and ":" not in nh.gateway
                                                 for nh in nhs))
         nhs, v4 = hops
-        cached = self._learned.get(prefix)
-        if cached is not None and cached.nexthops is nhs:
-            return cached
         if v4 and _canonical_v4(prefix):
             route = KRoute.trusted(prefix, "unicast", nhs, SPEAKER_PROTOCOL, RT_TABLE_MAIN, 0)
         else:

@@ -297,6 +297,16 @@ class Rib:
             return (entry.next_hop,)
         return self._decisions[prefix].next_hops
 
+    def all_next_hops(self) -> Iterator[tuple[str, tuple[str, ...]]]:
+        """(prefix, best next hops) for every prefix: ``next_hops`` for all,
+        without a Decision per prefix (a full kernel rebuild at 100k routes)."""
+        decisions = self._decisions
+        for prefix, entry in self._paths.items():
+            if isinstance(entry, Path):
+                yield prefix, (entry.next_hop,)
+            else:
+                yield prefix, decisions[prefix].next_hops
+
     def paths(self, prefix: str) -> tuple[Path, ...]:
         entry = self._paths.get(prefix)
         if entry is None:

@@ -216,6 +216,11 @@ def test_update_group_stores_one_shared_path() -> None:
     assert rib.update_group(shared, [P, q]) == {P, q}
     assert rib.paths(P)[0] is rib.paths(q)[0] is shared
     assert rib.next_hops(q) == ("198.18.0.12",) and rib.next_hops(r) == ()
+    rib.update(path("198.18.0.13"))  # ties with the shared path at P: ECMP
+    assert dict(rib.all_next_hops()) == {P: ("198.18.0.12", "198.18.0.13"),
+                                         q: ("198.18.0.12",)}
+    assert {p: d.next_hops for p, d in rib.decisions().items()} == dict(rib.all_next_hops())
+    rib.withdraw(P, "198.18.0.13")
     assert rib.peer_prefixes("198.18.0.12") == {P, q} and len(rib) == 2
     assert rib.update_group(dataclasses.replace(shared, received_at=5.0), [P, q]) == set()
     # a looped UPDATE withdraws what the peer had sent for each of its prefixes
