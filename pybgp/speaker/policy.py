@@ -37,10 +37,12 @@ class ExportPlan:
     blackholes: frozenset[str] = field(default_factory=frozenset)
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=4096)
 def _net(cidr: str) -> Net:
     """Parsed once: the plan is recomputed on every change of the node's
-    blocks or workload routes, and parsing was most of its cost."""
+    blocks or workload routes, and parsing was most of its cost. Bounded:
+    a node's blocks, pools and workload routes fit; learned prefixes checked
+    by ``import_decision`` (VXLAN pools only) just cycle through."""
     return ipaddress.ip_network(cidr, strict=False)
 
 
