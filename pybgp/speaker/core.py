@@ -238,18 +238,37 @@ class Speaker:
         return self._recompute(now)
 
     def on_datastore(self, key: str, value: bytes | None, now: float) -> Effects:
-        if not self.inputs.apply(key, value):
-            return Effects()
-        return self._recompute(now)
+        return self.on_datastore_batch([(key, value)], now)
+
+    def on_datastore_batch(self, items: Iterable[tuple[str, bytes | None]],
+                           now: float) -> Effects:
+        """Several datastore changes, then one recomputation: a burst (a
+        cluster's Nodes at start-up) costs one pass over peers and exports,
+        not one per key."""
+        changed = False
+        for key, value in items:
+            changed |= self.inputs.apply(key, value)
+        return self._recompute(now) if changed else Effects()
 
     def on_local_route(self, action: str, prefix: str, ifname: str, now: float) -> Effects:
-        if action == "add":
-            if self.local_routes.get(prefix) == ifname:
-                return Effects()
-            self.local_routes[prefix] = ifname
-        elif self.local_routes.pop(prefix, None) is None:
+        return self.on_local_routes([(action, prefix, ifname)], now)
+
+    def on_local_routes(self, events: Iterable[tuple[str, str, str]], now: float) -> Effects:
+        """Workload routes added/removed (action, prefix, ifname), then one
+        recomputation of the exports (a burst of 1000 pod routes was 1000
+        passes over all of them)."""
+        changed: set[str] = set()
+        for action, prefix, ifname in events:
+            if action == "add":
+                if self.local_routes.get(prefix) == ifname:
+                    continue
+                self.local_routes[prefix] = ifname
+            elif self.local_routes.pop(prefix, None) is None:
+                continue
+            changed.add(prefix)
+        if not changed:
             return Effects()
-        self._kernel_changed({prefix})  # a learned route for it steps aside / back
+        self._kernel_changed(changed)  # a learned route for each steps aside / back
         return self._recompute(now)
 
     def on_exabgp(self, line: str, now: float) -> Effects:

@@ -122,11 +122,11 @@ class SpeakerDaemon:
         # Our own routes are never workload host routes: their notifications
         # (100k of them when a peer sends a full table) are skipped unparsed.
         monitor = RouteMonitor(ignore_protocols=(SPEAKER_PROTOCOL,))
-        for ev in monitor.seed():
-            self._handle(self.speaker.on_local_route(ev.action, ev.prefix, ev.ifname, time.time()))
+        self._handle(self.speaker.on_local_routes(
+            [(ev.action, ev.prefix, ev.ifname) for ev in monitor.seed()], time.time()))
+
         def local_routes(events: list[Any]) -> None:
-            for ev in events:
-                self.queue.put_nowait(("kernel", ev))
+            self.queue.put_nowait(("kernel", events))
 
         monitor.attach(local_routes, self.loop)
         for prefix in self.prefixes:
@@ -142,9 +142,10 @@ class SpeakerDaemon:
                 if getter not in done:
                     getter.cancel()
                     break
-                self._dispatch(*getter.result())
+                burst = [getter.result()]
                 while not self.queue.empty():  # drain the burst, then act once
-                    self._dispatch(*self.queue.get_nowait())
+                    burst.append(self.queue.get_nowait())
+                self._dispatch_burst(burst)
                 await self._flush()
         finally:
             resync.cancel()
@@ -157,13 +158,41 @@ class SpeakerDaemon:
             await self.exabgp.stop()
             self.kernel.close()  # deletes nothing: our routes persist
 
+    def _dispatch_burst(self, burst: list[tuple[str, Any]]) -> None:
+        """Dispatch in order, handing each run of consecutive datastore updates,
+        and of workload-route events, to the core at once: it recomputes
+        peers and exports once per run, not once per key or route."""
+        updates: list[tuple[str, bytes | None]] = []
+        routes: list[tuple[str, str, str]] = []
+
+        def flush_runs() -> None:
+            if updates:
+                self._handle(self.speaker.on_datastore_batch(updates, time.time()))
+                updates.clear()
+            if routes:
+                self._handle(self.speaker.on_local_routes(routes, time.time()))
+                routes.clear()
+
+        for kind, payload in burst:
+            if kind == "datastore" and isinstance(payload[1], Update):
+                if routes:
+                    flush_runs()
+                updates.append((payload[1].key, payload[1].value))
+            elif kind == "kernel":
+                if updates:
+                    flush_runs()
+                routes.extend((ev.action, ev.prefix, ev.ifname) for ev in payload)
+            else:
+                flush_runs()
+                self._dispatch(kind, payload)
+        flush_runs()
+
     def _dispatch(self, kind: str, payload: Any) -> None:
+        """Everything but datastore updates and workload routes (batched above)."""
         now = time.time()
         if kind == "datastore":
             prefix, ev = payload
-            if isinstance(ev, Update):
-                self._handle(self.speaker.on_datastore(ev.key, ev.value, now))
-            elif isinstance(ev, InSync):
+            if isinstance(ev, InSync):
                 self.unsynced.discard(prefix)
                 self.datastore_state = "in sync" if not self.unsynced else "syncing"
                 if not self.unsynced:
@@ -171,9 +200,6 @@ class SpeakerDaemon:
             elif isinstance(ev, Status) and ev.state != "connected":
                 log.warning("datastore %s: %s", ev.state, ev.reason)
                 self.datastore_state = f"{ev.state}: {ev.reason}"
-        elif kind == "kernel":
-            self._handle(self.speaker.on_local_route(payload.action, payload.prefix,
-                                                     payload.ifname, now))
         elif kind == "exabgp":
             self._handle(self.speaker.on_exabgp(payload, now))
         elif kind == "timer":

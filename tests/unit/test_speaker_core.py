@@ -309,3 +309,27 @@ def test_incremental_kernel_view_matches_the_whole_table():
             route = sp.kernel_route(p)
             applied.pop(p, None) if route is None else applied.__setitem__(p, route)
         assert full or applied == sp.kernel_routes(), f"seed {seed} after hold"
+
+
+def test_batches_end_where_one_event_at_a_time_ends():
+    """A burst handed over at once recomputes once, to the same outcome."""
+    events = [("add", f"198.19.200.{i}/32", f"cali{i:011d}") for i in range(1, 6)]
+    events += [("del", "198.19.200.3/32", "cali00000000003"),
+               ("add", "198.19.1.7/32", "cali00000000007")]  # inside our block: suppressed
+    one, many = speaker(), speaker()
+    for up in (one, many):
+        up.on_exabgp(state_line("198.18.0.12", "up"), 2.0)
+    singles = [one.on_local_route(a, p, i, 3.0) for a, p, i in events]
+    batch = many.on_local_routes(events, 3.0)
+    assert one.advertised == many.advertised == {
+        "198.19.1.0/26", "198.19.200.1/32", "198.19.200.2/32", "198.19.200.4/32",
+        "198.19.200.5/32"}
+    assert sum(len(fx.commands) for fx in singles) > len(batch.commands) == 1
+    assert one.take_kernel_changes()[1] == many.take_kernel_changes()[1]
+    keys = [node("node-c", "198.18.0.13/24"), affinity("node-a", "198.19.2.0/26")]
+    for key, value in keys:
+        one.on_datastore(key, value, 4.0)
+    many.on_datastore_batch(keys, 4.0)
+    assert one.advertised == many.advertised and "198.19.2.0/26" in many.advertised
+    assert set(one.peers) == set(many.peers) and len(many.peers) == 2
+    assert many.on_datastore_batch([], 5.0).commands == []
