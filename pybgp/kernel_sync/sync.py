@@ -194,7 +194,11 @@ class KernelSync:
                 continue  # defence in depth: never sweep what is not ours
             have = actual.get(route.prefix)
             if have is None:
-                actual[route.prefix] = route
+                # A route that is right is recorded as the desired object
+                # itself: the dumped copy would cost a second KRoute per route
+                # (~8 MB at 100k) until the next write of that prefix.
+                want = self._desired.get(route.prefix)
+                actual[route.prefix] = want if want is not None and want.matches(route) else route
                 continue
             # Two routes of ours for one prefix (different metrics): keep the
             # one that is desired, sweep the other.

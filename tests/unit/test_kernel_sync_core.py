@@ -73,6 +73,8 @@ def test_startup_resync_sweeps_only_stale_routes_of_ours() -> None:
     ]
     assert kernel_view(kernel) == {right, fixed, new}
     assert foreign in kernel.routes.values()
+    # what was right is tracked as the desired route itself, not the dumped copy
+    assert ks.actual["198.19.1.0/26"] is ks.desired["198.19.1.0/26"]
 
 
 def test_restart_with_same_desired_writes_nothing() -> None:
