@@ -276,7 +276,10 @@ class SpeakerDaemon:
                 # Only what changed since the last pass: rebuilding and diffing
                 # all routes per pass made a 100k-route transfer quadratic.
                 self._collect_kernel_changes()
-                if self.kernel_full or resync:
+                # A resync repairs the kernel against the desired routes as they
+                # stand; rebuilding those too (100k new routes every 90 s) only
+                # added CPU and a second copy in memory.
+                if self.kernel_full:
                     self.kernel.set_desired(self.speaker.kernel_routes())
                 else:
                     for prefix, route in self.kernel_pending.items():
