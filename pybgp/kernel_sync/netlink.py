@@ -30,7 +30,7 @@ import os
 import select
 import socket
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -41,6 +41,10 @@ CLONE_NEWNET = 0x40000000
 SO_SNDBUFFORCE = 32
 SO_RCVBUFFORCE = 33
 _T = TypeVar("_T")
+
+
+def _link_of(msg: codec.Message) -> codec.RawLink | None:
+    return codec.parse_link(msg) if msg.type == codec.RTM_NEWLINK else None
 
 
 def netns_path(netns: str) -> str:
@@ -210,13 +214,15 @@ class RouteWriter:
         n = self._recv_into()
         return bytes(self._buf[:n])
 
-    def _dump(self, request: Callable[[int], bytes]) -> Iterator[codec.Message]:
-        """Messages of one dump; restarts (up to 3 times) if the kernel says
-        the dump was interrupted by a concurrent change."""
+    def _dump(self, request: Callable[[int], bytes],
+              convert: Callable[[codec.Message], _T | None]) -> list[_T]:
+        """One dump, each message converted as it arrives (None: skipped), so
+        a 100k-route dump never holds every raw message at once; restarts
+        (up to 3 times) if the kernel says a concurrent change interrupted it."""
         for _attempt in range(4):
             seq = self._next_seq()
             self.sock.send(request(seq))
-            msgs: list[codec.Message] = []
+            items: list[_T] = []
             interrupted = False
             while True:
                 data = self._recv()
@@ -237,22 +243,21 @@ class RouteWriter:
                         raise OSError(
                             ack.error, f"netlink dump: {ack.text or os.strerror(ack.error)}"
                         )
-                    msgs.append(msg)
+                    item = convert(msg)
+                    if item is not None:
+                        items.append(item)
                 if finished:
                     break
             if not interrupted:
-                yield from msgs
-                return
+                return items
         raise OSError(errno.EINTR, "netlink dump kept being interrupted")
 
     # -- links --------------------------------------------------------------
     def links(self) -> dict[int, codec.RawLink]:
         """All interfaces of the namespace by index (also refreshes the cache)."""
         links: dict[int, codec.RawLink] = {}
-        for msg in self._dump(codec.encode_link_dump):
-            if msg.type == codec.RTM_NEWLINK:
-                link = codec.parse_link(msg)
-                links[link.index] = link
+        for link in self._dump(codec.encode_link_dump, _link_of):
+            links[link.index] = link
         self._nh_cache.clear()  # indexes may have changed
         self._by_name = {link.name: i for i, link in links.items()}
         self._by_index = {i: link.name for i, link in links.items()}
@@ -375,37 +380,50 @@ class RouteWriter:
     # -- reads --------------------------------------------------------------
     def raw_routes(self, family: int, protocol: int = 0, table: int = 0) -> list[codec.RawRoute]:
         """Routes of one family as the kernel reports them; 0 = any protocol/table."""
-        out: list[codec.RawRoute] = []
+        return self._route_dump(family, protocol, table, lambda raw: raw)
+
+    def _route_dump(self, family: int, protocol: int, table: int,
+                    convert: Callable[[codec.RawRoute], _T | None]) -> list[_T]:
+        def one(msg: codec.Message) -> _T | None:
+            if msg.type != codec.RTM_NEWROUTE:
+                return None
+            raw = codec.parse_route(msg)
+            if raw is None:
+                return None
+            if (protocol and raw.protocol != protocol) or (table and raw.table != table):
+                return None  # the kernel filters too, when it supports strict checking
+            return convert(raw)
+
         request = functools.partial(
             codec.encode_route_dump, family=family, protocol=protocol, table=table
         )
-        for msg in self._dump(request):
-            if msg.type != codec.RTM_NEWROUTE:
-                continue
-            raw = codec.parse_route(msg)
-            if raw is None:
-                continue
-            if (protocol and raw.protocol != protocol) or (table and raw.table != table):
-                continue  # the kernel filters too, when it supports strict checking
-            out.append(raw)
-        return out
+        return self._dump(request, one)
 
     def dump_routes(
         self,
         protocol: int,
         table: int = RT_TABLE_MAIN,
         families: Iterable[int] = (socket.AF_INET, socket.AF_INET6),
+        keep: Callable[[KRoute], KRoute] | None = None,
     ) -> list[KRoute]:
-        """The kernel's routes of ``protocol`` in ``table`` (devices as names)."""
+        """The kernel's routes of ``protocol`` in ``table`` (devices as names).
+
+        ``keep`` sees each route as it is decoded and returns what to hold
+        instead (KernelSync's resync hands back its own equal object, so a
+        100k-route dump does not hold a second copy of every route).
+        """
         if not protocol or not table:
             raise ValueError("dump_routes needs a protocol and a table")
         self.refresh_links()
+        ifname = self.ifname
+
+        def convert(raw: codec.RawRoute) -> KRoute | None:
+            route = codec.to_kroute(raw, ifname)
+            return route if route is None or keep is None else keep(route)
+
         out: list[KRoute] = []
         for family in families:
-            for raw in self.raw_routes(family, protocol, table):
-                route = codec.to_kroute(raw, self.ifname)
-                if route is not None:
-                    out.append(route)
+            out += self._route_dump(family, protocol, table, convert)
         return out
 
     def dump(self, protocol: int, table: int = RT_TABLE_MAIN) -> dict[str, KRoute]:

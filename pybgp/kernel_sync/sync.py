@@ -21,7 +21,7 @@ Must never: touch the kernel outside :meth:`apply` / :meth:`resync`
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from .desired import (
@@ -42,7 +42,8 @@ class RouteBackend(Protocol):
 
     def apply(self, plan: Plan) -> ApplyResult: ...
 
-    def dump_routes(self, protocol: int, table: int = RT_TABLE_MAIN) -> list[KRoute]: ...
+    def dump_routes(self, protocol: int, table: int = RT_TABLE_MAIN, *,
+                    keep: Callable[[KRoute], KRoute] | None = None) -> list[KRoute]: ...
 
     def ifname(self, index: int) -> str | int: ...
 
@@ -189,16 +190,21 @@ class KernelSync:
         """
         actual: dict[str, KRoute] = {}
         extra: list[KRoute] = []
-        for route in self.backend.dump_routes(self.protocol, self.table):
+        desired = self._desired
+
+        def keep(route: KRoute) -> KRoute:
+            # A route that is right is held as the desired object itself, as it
+            # is decoded: a copy per route would cost ~24 MiB at 100k routes,
+            # during every resync and until that prefix was next written.
+            want = desired.get(route.prefix)
+            return want if want is not None and want.matches(route) else route
+
+        for route in self.backend.dump_routes(self.protocol, self.table, keep=keep):
             if route.protocol != self.protocol or route.table != self.table:
                 continue  # defence in depth: never sweep what is not ours
             have = actual.get(route.prefix)
             if have is None:
-                # A route that is right is recorded as the desired object
-                # itself: the dumped copy would cost a second KRoute per route
-                # (~8 MB at 100k) until the next write of that prefix.
-                want = self._desired.get(route.prefix)
-                actual[route.prefix] = want if want is not None and want.matches(route) else route
+                actual[route.prefix] = route
                 continue
             # Two routes of ours for one prefix (different metrics): keep the
             # one that is desired, sweep the other.

@@ -3,7 +3,9 @@ restart without churn, retries, persistence on close."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+from collections.abc import Callable
 
 from pybgp.kernel_sync.desired import RTPROT_STATIC, KRoute, NextHop, Plan, blackhole, via
 from pybgp.kernel_sync.netlink import ApplyResult, RouteError
@@ -40,8 +42,12 @@ class FakeKernel:
             res.done.append((op, route))
         return res
 
-    def dump_routes(self, protocol: int, table: int = 254) -> list[KRoute]:
-        return [r for r in self.routes.values() if r.protocol == protocol and r.table == table]
+    def dump_routes(self, protocol: int, table: int = 254, *,
+                    keep: Callable[[KRoute], KRoute] | None = None) -> list[KRoute]:
+        # fresh objects, as netlink decodes them: the kernel holds no Python objects
+        found = [dataclasses.replace(r) for r in self.routes.values()
+                 if r.protocol == protocol and r.table == table]
+        return found if keep is None else [keep(r) for r in found]
 
     def ifname(self, index: int) -> str | int:
         return {2: "eth0"}.get(index, index)
