@@ -3,8 +3,8 @@
 Owns: the ExaBGP configuration file, the process, and the unix socket its API
 helper connects back to. ExaBGP talks only to helper processes it starts
 itself, over their stdin/stdout; the helper is Debian's ``socat`` copying
-bytes between those pipes and the socket (a C program: ~2 MiB, where a
-Python relay cost ~12 MiB; ExaBGP and the speaker both reassemble lines
+bytes between those pipes and the socket (a C program: ~4 MiB VmHWM, where
+a Python relay cost ~12 MiB; ExaBGP and the speaker both reassemble lines
 split across reads). Configuration changes are written atomically and
 applied with SIGUSR1, which ExaBGP handles per neighbour: unchanged sessions
 stay up, removed ones close, new ones start.
@@ -81,9 +81,10 @@ class ExaBGP:
         if socat is None:
             raise SpeakerError("socat not found on PATH: the speaker needs Debian's socat "
                                "package as ExaBGP's API helper (scripts/setup.sh installs it)")
-        if any(c in socket_path for c in ",:!"):
-            raise SpeakerError(f"socket {socket_path!r}: socat cannot name a path holding "
-                               "',', ':' or '!'; choose another --state-dir")
+        bad = sorted({c for c in socket_path if c in ",:!;{}[]\"'\\" or c.isspace()})
+        if bad:  # socat's address syntax, then ExaBGP's ``run`` line, would split it
+            raise SpeakerError(f"socket {socket_path!r}: ExaBGP and socat cannot pass a path "
+                               f"holding {' '.join(map(repr, bad))}; choose another --state-dir")
         # No address options: ExaBGP's tokeniser splits its ``run`` line at commas.
         # None are needed: the socket listens before ExaBGP starts.
         return [socat, "-t", "0.2", "STDIO", f"UNIX-CONNECT:{socket_path}"]
