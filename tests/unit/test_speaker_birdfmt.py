@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from speaker_samples import GLOBAL_DOWN, MESH, OTHERS
 
 from pybgp.speaker.birdfmt import (
     SYNTAX_ERROR,
@@ -13,7 +14,6 @@ from pybgp.speaker.birdfmt import (
     BgpStatus,
     ParseError,
     ProtocolInfo,
-    RouteStats,
     ShowProtocols,
     ShowRoute,
     ShowStatus,
@@ -26,22 +26,6 @@ from pybgp.speaker.birdfmt import (
 from pybgp.speaker.birdroutes import BgpAttrs, RouteLine, render_routes
 from pybgp.speaker.calicoctl_status import calicoctl_status_table, wrap_words
 
-MESH = ProtocolInfo(
-    name="Mesh_198_18_0_12", proto="BGP", state="up", since="05:12:02",
-    description="Connection to BGP peer", output_filter="packet_bgp",
-    stats=RouteStats(imported=1, exported=2, preferred=1, import_updates=(1, 0, 0, 0, 1),
-                     export_updates=(3, 1, 0, 2)),
-    bgp=BgpStatus(state="Established", neighbor_address="198.18.0.12", neighbor_as=64512,
-                  neighbor_id="198.18.0.12", neighbor_caps=("refresh", "restart-able", "AS4"),
-                  session=("internal", "multihop", "AS4"), source_address="198.18.0.11",
-                  hold_timer=(215, 240), keepalive_timer=(43, 80)))
-GLOBAL_DOWN = ProtocolInfo(
-    name="Global_198_18_0_1", proto="BGP", state="start", since="2017-07-25",
-    bgp=BgpStatus(state="Active", neighbor_address="198.18.0.1", neighbor_as=64513,
-                  last_error="Socket: Connection refused", connect_delay=(3, 5)))
-OTHERS = [ProtocolInfo(name=n, proto=t, state="up", since="2017-07-25")
-          for n, t in (("static1", "Static"), ("kernel1", "Kernel"), ("device1", "Device"),
-                       ("direct1", "Direct"))]
 ALL = [*OTHERS, MESH, GLOBAL_DOWN]
 
 

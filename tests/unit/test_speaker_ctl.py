@@ -14,33 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from speaker_samples import GLOBAL_DOWN, MESH, OTHERS
 
 from pybgp.cli import show
 from pybgp.speaker import ctl
-from pybgp.speaker.birdfmt import WELCOME, BgpStatus, ProtocolInfo, RouteStats
+from pybgp.speaker.birdfmt import WELCOME, BgpStatus, ProtocolInfo
 from pybgp.speaker.birdroutes import BgpAttrs, RouteLine
 from pybgp.speaker.ctl import StatusInfo, answer, protocol_from_json, route_from_json
 
 T0 = 1_800_000_000.0
 
-MESH = ProtocolInfo(
-    name="Mesh_198_18_0_12", proto="BGP", state="up", since="05:12:02",
-    description="Connection to BGP peer", output_filter="packet_bgp",
-    stats=RouteStats(imported=1, exported=2, preferred=1, import_updates=(1, 0, 0, 0, 1)),
-    bgp=BgpStatus(state="Established", neighbor_address="198.18.0.12", neighbor_as=64512,
-                  neighbor_id="198.18.0.12", neighbor_caps=("refresh", "restart-able", "AS4"),
-                  session=("internal", "multihop", "AS4"), source_address="198.18.0.11",
-                  hold_timer=(215, 240), keepalive_timer=(43, 80)))
 MESH2 = ProtocolInfo(
     name="Mesh_198_18_0_13", proto="BGP", state="start", since="05:12:09",
     bgp=BgpStatus(state="Connect", neighbor_address="198.18.0.13", neighbor_as=64512))
-GLOBAL = ProtocolInfo(
-    name="Global_198_18_0_1", proto="BGP", state="start", since="2017-07-25",
-    bgp=BgpStatus(state="Active", neighbor_address="198.18.0.1", neighbor_as=64513,
-                  last_error="Socket: Connection refused", connect_delay=(3, 5)))
-OTHERS = [ProtocolInfo(name=n, proto=t, state="up", since="2017-07-25")
-          for n, t in (("static1", "Static"), ("kernel1", "Kernel"), ("device1", "Device"),
-                       ("direct1", "Direct"))]
 ROUTES = [
     RouteLine("198.19.1.64/26", "Mesh_198_18_0_12", "05:12:02", "via", "198.18.0.12", "eth0",
               bgp=BgpAttrs(next_hop="198.18.0.12")),
@@ -61,7 +47,7 @@ class FakeView:
     def protocols(self) -> list[ProtocolInfo]:
         if self.fail:
             raise RuntimeError("boom")
-        return [MESH, MESH2, GLOBAL, *OTHERS]
+        return [MESH, MESH2, GLOBAL_DOWN, *OTHERS]
 
     def routes(self) -> list[RouteLine]:
         return list(ROUTES)
