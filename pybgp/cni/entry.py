@@ -64,14 +64,19 @@ def _plugin(req: spec.Request) -> dict[str, Any] | None:
     return handle(req)
 
 
-def main(stdin: bytes | None = None) -> int:
+def run(handler: Handler, stdin: bytes | None = None) -> int:
+    """A plugin executable's whole life: request in, answer on stdout, exit status."""
     import os
 
     if stdin is None:
         stdin = sys.stdin.buffer.read() if not sys.stdin.isatty() else b""
-    status, out = process(os.environ, stdin, _plugin)
+    status, out = process(os.environ, stdin, handler)
     sys.stdout.buffer.write(render(status, out))
     return status
+
+
+def main(stdin: bytes | None = None) -> int:
+    return run(_plugin, stdin)
 
 
 if __name__ == "__main__":

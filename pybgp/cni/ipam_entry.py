@@ -9,12 +9,11 @@ JSON on stdout; logs on stderr; never a traceback on stdout.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 from pybgp.cni import spec
-from pybgp.cni.entry import process, render
+from pybgp.cni.entry import run
 
 
 def _ipam(req: spec.Request) -> dict[str, Any] | None:
@@ -24,10 +23,7 @@ def _ipam(req: spec.Request) -> dict[str, Any] | None:
 
 
 def main() -> int:
-    stdin = sys.stdin.buffer.read() if not sys.stdin.isatty() else b""
-    status, out = process(os.environ, stdin, _ipam)
-    sys.stdout.buffer.write(render(status, out))
-    return status
+    return run(_ipam)
 
 
 if __name__ == "__main__":
