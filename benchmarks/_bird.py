@@ -627,8 +627,8 @@ def proc_name(pid: int) -> str:
     for w in words:
         if w in ("exabgp", "bird") or w.endswith("/exabgp") or w.endswith("/bird"):
             return os.path.basename(w)
-        if w.startswith("pybgp.speaker.relay"):
-            return "relay"
+        if w == "pybgp.speaker.exabgp_main":  # how the speaker runs ExaBGP
+            return "exabgp"
     if "speaker" in words:
         return "speaker"
     return os.path.basename(words[0]) if words else "?"

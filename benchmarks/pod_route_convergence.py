@@ -228,7 +228,7 @@ class RelayTrace:
     """``perf record`` of one relay's syscalls (kernel tracepoints, no ptrace
     stops): when it received a line and when it passed it on.
 
-    The relay is ExaBGP's API helper, socat: it ``read``s from either side
+    The relay is ExaBGP's API helper, nc.openbsd: it ``read``s from either side
     and ``write``s to the other (fd 1 is ExaBGP's pipe). Recorded: exits of
     ``read`` (with the byte count) and entries of ``write``. A relay is idle
     between events (the sessions' keepalives never reach it), so the first
@@ -354,7 +354,7 @@ class Bench:
             for name in OURS:
                 cn = cluster.nodes[name]
                 assert cn.speaker is not None
-                relay = [p for p in process_tree(cn.speaker.pid) if proc_name(p) == "socat"]
+                relay = [p for p in process_tree(cn.speaker.pid) if proc_name(p) == "nc.openbsd"]
                 if len(relay) != 1:
                     raise RuntimeError(f"{name}: expected one relay process, found {relay}")
                 self.traces[name] = RelayTrace(topo, cn.node, relay[0],

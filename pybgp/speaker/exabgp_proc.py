@@ -2,10 +2,11 @@
 
 Owns: the ExaBGP configuration file, the process, and the unix socket its API
 helper connects back to. ExaBGP talks only to helper processes it starts
-itself, over their stdin/stdout; the helper is Debian's ``socat`` copying
-bytes between those pipes and the socket (a C program: ~4 MiB VmHWM, where
-a Python relay cost ~12 MiB; ExaBGP and the speaker both reassemble lines
-split across reads). Configuration changes are written atomically and
+itself, over their stdin/stdout; the helper is Debian's OpenBSD ``nc``
+copying bytes between those pipes and the socket (a C program: ~1.5 MiB
+VmHWM, where socat cost ~4.5 MiB and a Python relay ~12 MiB; ExaBGP and the
+speaker both reassemble lines split across reads). ExaBGP itself runs
+through :mod:`pybgp.speaker.exabgp_main`. Configuration changes are written atomically and
 applied with SIGUSR1, which ExaBGP handles per neighbour: unchanged sessions
 stay up, removed ones close, new ones start.
 
@@ -58,7 +59,10 @@ class ExaBGP:
         self.config_path = os.path.join(state_dir, "exabgp.conf")
         self.socket_path = os.path.join(state_dir, "api.sock")
         self.log_path = os.path.join(state_dir, "exabgp.log")
-        self.exabgp = exabgp or os.path.join(os.path.dirname(sys.executable), "exabgp")
+        # ExaBGP through pybgp.speaker.exabgp_main (stock ExaBGP, run leaner);
+        # -P: nothing in the state directory (its cwd) can shadow a module.
+        self.argv = [exabgp] if exabgp else [sys.executable, "-P", "-m",
+                                             "pybgp.speaker.exabgp_main"]
         self.helper_argv = self._helper_command(self.socket_path)
         self._on_line = on_line
         self._on_exit = on_exit
@@ -72,22 +76,23 @@ class ExaBGP:
 
     @staticmethod
     def _helper_command(socket_path: str) -> list[str]:
-        """ExaBGP's API helper: socat between its stdin/stdout and our socket.
+        """ExaBGP's API helper: netcat between its stdin/stdout and our socket.
 
-        socat exits when either side closes (after ``-t`` seconds for the
-        other direction to drain); ExaBGP then starts it again.
+        ``nc -N -U``: on EOF from ExaBGP it shuts the socket down for writing
+        (the speaker then sees EOF), and it exits when the speaker closes the
+        socket; ExaBGP then starts it again.
         """
-        socat = shutil.which("socat")
-        if socat is None:
-            raise SpeakerError("socat not found on PATH: the speaker needs Debian's socat "
-                               "package as ExaBGP's API helper (scripts/setup.sh installs it)")
-        bad = sorted({c for c in socket_path if c in ",:!;{}[]\"'\\" or c.isspace()})
-        if bad:  # socat's address syntax, then ExaBGP's ``run`` line, would split it
-            raise SpeakerError(f"socket {socket_path!r}: ExaBGP and socat cannot pass a path "
-                               f"holding {' '.join(map(repr, bad))}; choose another --state-dir")
-        # No address options: ExaBGP's tokeniser splits its ``run`` line at commas.
-        # None are needed: the socket listens before ExaBGP starts.
-        return [socat, "-t", "0.2", "STDIO", f"UNIX-CONNECT:{socket_path}"]
+        nc = shutil.which("nc.openbsd")  # plain ``nc`` may be netcat-traditional: no -U
+        if nc is None:
+            raise SpeakerError("nc.openbsd not found on PATH: the speaker needs Debian's "
+                               "netcat-openbsd package as ExaBGP's API helper "
+                               "(scripts/setup.sh installs it)")
+        bad = sorted({c for c in socket_path if c in ",;{}[]\"'\\" or c.isspace()})
+        if bad:  # ExaBGP's ``run`` line would split it (its tokeniser splits at commas)
+            raise SpeakerError(f"socket {socket_path!r}: ExaBGP cannot pass a path holding "
+                               f"{' '.join(map(repr, bad))} to its helper; "
+                               "choose another --state-dir")
+        return [nc, "-N", "-U", socket_path]
 
     async def start(self, config: str) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
@@ -119,7 +124,7 @@ class ExaBGP:
         )
         with open(self.log_path + ".stderr", "ab") as errlog:
             self.proc = await asyncio.create_subprocess_exec(
-                self.exabgp, "server", self.config_path,
+                *self.argv, "server", self.config_path,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=errlog,

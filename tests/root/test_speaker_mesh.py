@@ -145,8 +145,8 @@ def test_speaker_crash_loses_no_packets_and_routes_do_not_flap(mesh):
             cluster.wait_route("node-a", block_of(pod.ip))
 
 
-def _socat_of(speaker_pid: int) -> list[int]:
-    """ExaBGP's API helper processes under a speaker (speaker → exabgp → socat)."""
+def _helpers_of(speaker_pid: int) -> list[int]:
+    """ExaBGP's API helper processes under a speaker (speaker → exabgp → nc)."""
     found, todo = [], [speaker_pid]
     while todo:
         pid = todo.pop()
@@ -158,22 +158,22 @@ def _socat_of(speaker_pid: int) -> list[int]:
         todo += kids
         for kid in kids:
             with contextlib.suppress(FileNotFoundError), open(f"/proc/{kid}/comm") as fh:
-                if fh.read().strip() == "socat":
+                if fh.read().strip() == "nc.openbsd":
                     found.append(kid)
     return found
 
 
 def test_api_helper_killed_later_announcements_still_arrive(mesh):
-    """socat between ExaBGP and the speaker dies: ExaBGP starts another, the
+    """The nc between ExaBGP and the speaker dies: ExaBGP starts another, the
     speaker takes the new connection, and no session is reset."""
     cluster, pods = mesh
     speaker = cluster.nodes["node-a"].speaker
     assert speaker is not None
-    helpers = _socat_of(speaker.pid)
+    helpers = _helpers_of(speaker.pid)
     assert len(helpers) == 1, helpers
     before = cluster.birdcl("node-b", "show", "protocols")
     os.kill(helpers[0], signal.SIGKILL)
-    wait_until(lambda: (h := _socat_of(speaker.pid)) and h != helpers, 15,
+    wait_until(lambda: (h := _helpers_of(speaker.pid)) and h != helpers, 15,
                "ExaBGP to start a new API helper")
     # a new block on node-a: 63 addresses fill its block, the 64th claims another
     from pybgp.ipam import IPAM
