@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pybgp.datastore.etcdv3 import EtcdConfig
+from pybgp.datastore.settings import EtcdConfig
 from pybgp.errors import ValidationError
 
 DEFAULT_CONFIG_FILE = "/etc/pybgp/pybgp.cfg"

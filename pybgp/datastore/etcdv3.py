@@ -20,13 +20,12 @@ import builtins
 import http.client
 import json
 import socket
-import ssl
 import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from pybgp.datastore.kv import KV, Check, Delete, Op, Put, WatchEvent
+from pybgp.datastore.settings import EtcdConfig
 from pybgp.errors import (
     AlreadyExistsError,
     CompactedError,
@@ -72,19 +71,6 @@ def _kv(obj: dict[str, Any]) -> KV:
     )
 
 
-@dataclass
-class EtcdConfig:
-    """Where etcd is and how to authenticate (Calico's ``etcd_*`` settings)."""
-
-    endpoints: list[str] = field(default_factory=lambda: ["http://127.0.0.1:2379"])
-    ca_cert_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    username: str | None = None
-    password: str | None = None
-    timeout: float = 5.0
-
-
 class _UnixHTTPConnection(http.client.HTTPConnection):
     """HTTP over a unix socket (etcd's ``unix://`` listener)."""
 
@@ -124,6 +110,8 @@ class _Endpoint:
         if self.scheme == "unix":
             return _UnixHTTPConnection(self.host, timeout)
         if self.scheme == "https":
+            import ssl  # only here: a process whose etcd is not TLS never loads it
+
             ctx = ssl.create_default_context(cafile=self.cfg.ca_cert_file)
             if self.cfg.cert_file:
                 ctx.load_cert_chain(self.cfg.cert_file, self.cfg.key_file)

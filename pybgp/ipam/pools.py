@@ -18,7 +18,6 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,6 +144,8 @@ def candidate_blocks(pool: Pool, node: str, order: str = "hashed") -> Iterator[N
     n = pool.block_count
     start = 0
     if order == "hashed":
+        import hashlib  # here: it loads libcrypto (~3 MiB), which the speaker never needs
+
         start = int.from_bytes(hashlib.sha256(node.encode()).digest()[:8], "big") % n
     elif order != "sequential":
         raise ValidationError(f"unknown block order {order!r} (hashed or sequential)")
