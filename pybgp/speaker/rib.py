@@ -256,7 +256,10 @@ class Rib:
     ``Decision``. Paths that came in one UPDATE are one shared object (see
     ``update_group``), so a stored path's ``prefix`` may be empty: the keys
     name the prefixes. At 100k routes this costs ~500 B a route less than
-    a dict, a Decision and a Path per prefix did.
+    a dict, a Decision and a Path per prefix did. There is no per-peer index
+    of prefixes either (a set entry, ~40 B a route), only a count per peer:
+    what needs one peer's prefixes (its session going down, a graceful
+    restart) is rare and scans the table.
     """
 
     def __init__(self, *, local_as: int, router_id: str, cluster_id: str | None = None):
@@ -264,7 +267,7 @@ class Rib:
         self.router_id = router_id
         self.cluster_id = cluster_id
         self._paths: dict[str, Path | dict[str, Path]] = {}
-        self._by_peer: dict[str, set[str]] = {}
+        self._counts: dict[str, int] = {}  # paths held per peer
         self._stale: dict[str, set[str]] = {}
         self._decisions: dict[str, Decision] = {}  # prefixes with several paths only
         self.rejected: dict[LoopReason, int] = {r: 0 for r in LoopReason}
@@ -317,10 +320,14 @@ class Rib:
         return sorted(self._paths, key=_prefix_key)
 
     def peer_prefixes(self, peer: str) -> set[str]:
-        return set(self._by_peer.get(peer, ()))
+        """The prefixes ``peer`` has a path for (a scan of the whole table)."""
+        if not self._counts.get(peer):
+            return set()
+        return {prefix for prefix, entry in self._paths.items()
+                if (entry.peer == peer if isinstance(entry, Path) else peer in entry)}
 
     def imported_count(self, peer: str) -> int:
-        return len(self._by_peer.get(peer, ()))
+        return self._counts.get(peer, 0)
 
     def preferred_count(self, peer: str) -> int:
         return sum(1 for e in self._paths.values() if isinstance(e, Path) and e.peer == peer) + sum(
@@ -354,31 +361,40 @@ class Rib:
                 self.rejected[loop] += 1
                 changed |= self.withdraw(prefix, peer)
             return changed
-        by_peer = self._by_peer.setdefault(peer, set())
         stale = self._stale.get(peer)
         changed = set()
+        added = 0
+        paths = self._paths
         for prefix in prefixes:
-            if self._store(prefix, path):
+            entry = paths.get(prefix)
+            if entry is None:  # the common case, inline: a new prefix
+                paths[prefix] = path
                 changed.add(prefix)
-            by_peer.add(prefix)
+                added += 1
+                continue
+            if self._store(prefix, entry, path):
+                changed.add(prefix)
             if stale:
                 stale.discard(prefix)
+        if added:
+            self._counts[peer] = self._counts.get(peer, 0) + added
         return changed
 
-    def _store(self, prefix: str, path: Path) -> bool:
-        """Put ``path`` in for ``prefix``; did the decision change?"""
-        entry = self._paths.get(prefix)
-        if entry is None:
-            self._paths[prefix] = path
-            return True
+    def _store(self, prefix: str, entry: Path | dict[str, Path], path: Path) -> bool:
+        """Put ``path`` in for ``prefix``, which holds ``entry``; did the
+        decision change? Counts the path when its peer had none here."""
+        peer = path.peer
         if isinstance(entry, Path):
-            if entry.peer == path.peer:
+            if entry.peer == peer:
                 self._paths[prefix] = path
                 return entry != path
-            self._paths[prefix] = {entry.peer: entry, path.peer: path}
+            self._paths[prefix] = {entry.peer: entry, peer: path}
+            self._counts[peer] = self._counts.get(peer, 0) + 1
             return self._redecide(prefix, entry, (entry,))
         old = self._decisions[prefix]
-        entry[path.peer] = path
+        if peer not in entry:
+            self._counts[peer] = self._counts.get(peer, 0) + 1
+        entry[peer] = path
         return self._redecide(prefix, old.best, old.multipath)
 
     def update_many(self, paths: Iterable[Path]) -> set[str]:
@@ -402,22 +418,24 @@ class Rib:
             old = self._decisions[prefix]
             del entry[peer]
             changed = self._redecide(prefix, old.best, old.multipath)
-        self._by_peer.get(peer, set()).discard(prefix)
-        self._stale.get(peer, set()).discard(prefix)
+        self._counts[peer] -= 1
+        stale = self._stale.get(peer)
+        if stale:
+            stale.discard(prefix)
         return {prefix} if changed else set()
 
     def drop_peer(self, peer: str) -> set[str]:
         """Forget every path from ``peer`` (session down, no graceful restart)."""
         changed: set[str] = set()
-        for prefix in list(self._by_peer.get(peer, ())):
+        for prefix in self.peer_prefixes(peer):
             changed |= self.withdraw(prefix, peer)
-        self._by_peer.pop(peer, None)
+        self._counts.pop(peer, None)
         self._stale.pop(peer, None)
         return changed
 
     def mark_stale(self, peer: str) -> None:
         """Graceful-restart helper: keep ``peer``'s paths but mark them stale."""
-        self._stale[peer] = set(self._by_peer.get(peer, ()))
+        self._stale[peer] = self.peer_prefixes(peer)
 
     def sweep_stale(self, peer: str) -> set[str]:
         """End of RIB / restart timer: drop paths not refreshed since marking."""

@@ -246,6 +246,39 @@ def test_drop_peer_and_counts() -> None:
     assert rib.peer_prefixes("198.18.0.12") == set()
 
 
+def test_imported_counts_follow_every_kind_of_change() -> None:
+    """The per-peer counts (the RIB keeps no per-peer index) always equal
+    the prefixes each peer has a path for, through updates, replacements,
+    second paths, group updates, loops, withdrawals, GR sweeps and drops."""
+    import random
+
+    rnd = random.Random(7)
+    rib = Rib(local_as=64512, router_id="198.18.0.11")
+    peers = ["198.18.0.12", "198.18.0.13", "198.18.0.14"]
+    prefixes = [f"198.19.{i}.0/26" for i in range(12)]
+    for step in range(600):
+        peer = rnd.choice(peers)
+        op = rnd.randrange(7)
+        if op <= 1:
+            rib.update(path(peer, prefix=rnd.choice(prefixes), med=rnd.randrange(3)))
+        elif op == 2:
+            rib.update_group(path(peer, prefix="", ibgp=rnd.random() < 0.8,
+                                  as_path=rnd.choice([(), (65000, 64512)])),
+                             rnd.sample(prefixes, 4))
+        elif op == 3:
+            rib.withdraw(rnd.choice(prefixes), peer)
+        elif op == 4 and rnd.random() < 0.1:
+            rib.drop_peer(peer)
+        elif op == 5 and rnd.random() < 0.1:
+            rib.mark_stale(peer)
+        elif op == 6 and rnd.random() < 0.2:
+            rib.sweep_stale(peer)
+        for p in peers:
+            assert rib.imported_count(p) == len(rib.peer_prefixes(p)), (step, p)
+            assert all(any(x.peer == p for x in rib.paths(q)) for q in rib.peer_prefixes(p))
+    assert sum(rib.imported_count(p) for p in peers) == len(rib)
+
+
 def test_graceful_restart_mark_and_sweep() -> None:
     rib = Rib(local_as=64512, router_id="198.18.0.11")
     q = "198.19.2.0/26"
