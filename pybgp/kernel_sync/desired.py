@@ -245,7 +245,7 @@ def diff(
 
 def diff_prefixes(
     desired: Mapping[str, KRoute],
-    actual: Mapping[str, KRoute],
+    actual: Mapping[str, KRoute | None],
     prefixes: Iterable[str],
     protocol: int = DEFAULT_PROTOCOL,
 ) -> Plan:

@@ -1,11 +1,17 @@
 """KernelSync: the desired routes of one owner, kept equal to the kernel's.
 
-Owns: the desired route set of one route protocol number in one table, the
-last-known actual set, and the two ways of closing the gap —
-:meth:`KernelSync.apply` (diff desired against last-known actual, write the
-difference; the fast path after every change) and :meth:`KernelSync.resync`
-(dump the kernel's routes of our protocol, then the same diff: BIRD's
-mark-and-sweep; run at start-up and now and then to repair drift).
+Owns: the desired route set of one route protocol number in one table, what
+is known of the kernel's, and the two ways of closing the gap —
+:meth:`KernelSync.apply` (write the known differences; the fast path after
+every change) and :meth:`KernelSync.resync` (dump the kernel's routes of our
+protocol, then the same: BIRD's mark-and-sweep; run at start-up and now and
+then to repair drift).
+
+What is known of the kernel is kept as the *differences* from the desired
+set: a prefix absent from them holds its desired route (or nothing, when
+none is desired). After a successful write there is nothing to remember, so
+a converged node keeps one map of its routes, not two (~50 B a route: 5 MiB
+at 100k learned routes).
 
 Invariants:
 - only routes of ``protocol`` are ever written or deleted (the diff ignores
@@ -21,7 +27,7 @@ Must never: touch the kernel outside :meth:`apply` / :meth:`resync`
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 from .desired import (
@@ -31,7 +37,6 @@ from .desired import (
     NextHop,
     Plan,
     canonical_prefix,
-    diff,
     diff_prefixes,
 )
 from .netlink import ApplyResult, RouteWriter
@@ -70,11 +75,11 @@ class KernelSync:
         self.protocol = protocol
         self.table = table
         self._desired: dict[str, KRoute] = {}
-        self._actual: dict[str, KRoute] = {}
+        # Where the kernel (as far as known) differs from _desired: prefix → the
+        # route of ours it holds there, None for none. Every other prefix holds
+        # its desired route. These are exactly the prefixes apply() must write.
+        self._differs: dict[str, KRoute | None] = {}
         self._extra: list[KRoute] = []  # duplicate routes of ours seen by the last dump
-        # Prefixes touched by update() since the last apply; None = diff everything
-        # (after set_desired, a resync or a failed write).
-        self._dirty: set[str] | None = None
         self.needs_resync = False
         self.synced = False  # no dump read yet: the first apply() resyncs
         self.last_result = ApplyResult()
@@ -87,7 +92,19 @@ class KernelSync:
     @property
     def actual(self) -> Mapping[str, KRoute]:
         """What the kernel had after the last dump and the writes since."""
-        return self._actual
+        return _Actual(self._desired, self._differs)
+
+    def _kernel_has(self, prefix: str) -> KRoute | None:
+        differs = self._differs
+        return differs[prefix] if prefix in differs else self._desired.get(prefix)
+
+    def _note(self, prefix: str, kernel: KRoute | None) -> None:
+        """Record that the kernel holds ``kernel`` (None: nothing of ours) at ``prefix``."""
+        want = self._desired.get(prefix)
+        if kernel is want or (kernel is not None and want is not None and want.matches(kernel)):
+            self._differs.pop(prefix, None)
+        else:
+            self._differs[prefix] = kernel
 
     def _check(self, route: KRoute) -> KRoute:
         if route.protocol != self.protocol or route.table != self.table:
@@ -115,8 +132,13 @@ class KernelSync:
         for route in values:
             route = self._check(route)
             desired[route.prefix] = route
+        kernel = {p: self._kernel_has(p) for p in (*self._desired, *self._differs)
+                  if p not in desired}
+        kernel.update((p, self._kernel_has(p)) for p in desired)
         self._desired = desired
-        self._dirty = None
+        self._differs = {}
+        for prefix, route in kernel.items():
+            self._note(prefix, route)
 
     def update(self, prefix: str, route: KRoute | None) -> None:
         """Set (``route``) or withdraw (None) the desired route for ``prefix``.
@@ -125,24 +147,24 @@ class KernelSync:
         last one only (unless the whole set was replaced meanwhile).
         """
         if route is None:
-            key = prefix if prefix in self._desired or prefix in self._actual else (
+            key = prefix if prefix in self._desired or prefix in self._differs else (
                 canonical_prefix(prefix))
-            self._desired.pop(key, None)
         else:
             route = self._check(route)
             key = route.prefix
             if key != prefix and key != canonical_prefix(prefix):
                 raise ValueError(f"route {route.prefix} given for prefix {prefix}")
+        kernel = self._kernel_has(key)
+        if route is None:
+            self._desired.pop(key, None)
+        else:
             self._desired[key] = route
-        if self._dirty is not None:
-            self._dirty.add(key)
+        self._note(key, kernel)
 
     def plan(self) -> Plan:
         """The writes :meth:`apply` would make now."""
-        if self._dirty is None:
-            plan = diff(self._desired, self._actual, self.protocol)
-        else:
-            plan = diff_prefixes(self._desired, self._actual, self._dirty, self.protocol)
+        differs = self._differs
+        plan = diff_prefixes(self._desired, differs, list(differs), self.protocol)
         plan.delete += self._extra
         return plan
 
@@ -158,21 +180,22 @@ class KernelSync:
             return self.resync()
         plan = self.plan()
         if not plan:
-            self._dirty = set()
             self.last_result = ApplyResult()
             return self.last_result
         result = self.backend.apply(plan)
-        # Failed writes stay in the difference: the next apply diffs everything.
-        self._dirty = None if result.errors else set()
+        # Only what was done is noted: failed writes stay among the differences,
+        # so the next apply retries them.
         extra = {id(r) for r in self._extra}
         for op, route in result.done:
-            if op == "delete":
-                if id(route) in extra:
-                    self._extra = [r for r in self._extra if r is not route]
-                elif self._actual.get(route.prefix) == route:
-                    del self._actual[route.prefix]
-            else:
-                self._actual[route.prefix] = route
+            prefix = route.prefix
+            if op != "delete":
+                self._note(prefix, route)
+            elif id(route) in extra:
+                self._extra = [r for r in self._extra if r is not route]
+            elif self._kernel_has(prefix) is route:
+                # (a delete of another route at the prefix, e.g. the old metric
+                # of a route that moved, leaves the one we know of in place)
+                self._note(prefix, None)
         # Lost acks leave outcomes unknown; EEXIST on an add means the kernel
         # holds a route we did not know of (ours: the resync adopts it;
         # another owner's: it stays untouched and the add keeps failing).
@@ -188,7 +211,8 @@ class KernelSync:
         wrong ones replaced; right ones are left alone. Other protocols'
         routes are never read into the diff.
         """
-        actual: dict[str, KRoute] = {}
+        differs: dict[str, KRoute | None] = {}
+        seen: set[str] = set()
         extra: list[KRoute] = []
         desired = self._desired
 
@@ -202,21 +226,27 @@ class KernelSync:
         for route in self.backend.dump_routes(self.protocol, self.table, keep=keep):
             if route.protocol != self.protocol or route.table != self.table:
                 continue  # defence in depth: never sweep what is not ours
-            have = actual.get(route.prefix)
-            if have is None:
-                actual[route.prefix] = route
+            prefix = route.prefix
+            want = desired.get(prefix)
+            right = want is not None and (route is want or want.matches(route))
+            if prefix not in seen:
+                seen.add(prefix)
+                if not right:
+                    differs[prefix] = route
                 continue
             # Two routes of ours for one prefix (different metrics): keep the
             # one that is desired, sweep the other.
-            want = self._desired.get(route.prefix)
-            if want is not None and want.matches(route) and not want.matches(have):
-                actual[route.prefix] = route
+            have = differs.get(prefix)
+            if right and have is not None:
+                del differs[prefix]
                 extra.append(have)
             else:
                 extra.append(route)
-        self._actual = actual
+        for prefix in desired:
+            if prefix not in seen:
+                differs[prefix] = None
+        self._differs = differs
         self._extra = extra
-        self._dirty = None
         self.needs_resync = False
         self.synced = True
         return self.apply()
@@ -224,3 +254,33 @@ class KernelSync:
     def close(self) -> None:
         """Close the kernel connection. Deletes nothing: our routes persist."""
         self.backend.close()
+
+
+class _Actual(Mapping[str, KRoute]):
+    """The kernel's routes of ours as known: the desired ones, overlaid by
+    the known differences (a read-only view; nothing is copied)."""
+
+    def __init__(self, desired: dict[str, KRoute], differs: dict[str, KRoute | None]):
+        self._desired = desired
+        self._differs = differs
+
+    def __getitem__(self, prefix: str) -> KRoute:
+        route = self._differs[prefix] if prefix in self._differs else self._desired[prefix]
+        if route is None:
+            raise KeyError(prefix)
+        return route
+
+    def __iter__(self) -> Iterator[str]:
+        differs = self._differs
+        for prefix in self._desired:
+            if prefix not in differs:
+                yield prefix
+        for prefix, route in differs.items():
+            if route is not None:
+                yield prefix
+
+    def __len__(self) -> int:
+        differs = self._differs
+        in_desired = sum(1 for p in differs if p in self._desired)
+        held = sum(1 for r in differs.values() if r is not None)
+        return len(self._desired) - in_desired + held

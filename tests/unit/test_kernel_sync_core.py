@@ -196,3 +196,66 @@ def test_first_apply_reads_the_kernel_before_writing() -> None:
     res = ks.apply()  # no explicit resync: still no re-adding of what is there
     assert [(op, r.prefix) for op, r in res.done] == [("delete", "198.19.9.0/26")]
     assert ks.synced
+
+
+def test_random_changes_failures_and_drift_always_converge() -> None:
+    """A model check: random updates (new routes, next-hop and metric changes,
+    withdrawals), whole replacements, failing writes, foreign routes and
+    drift behind our back. ``actual`` always equals what the fake kernel
+    holds, and once writes succeed one apply (after drift, one resync)
+    leaves the kernel equal to the desired set; no foreign route is touched."""
+    import random
+
+    rnd = random.Random(11)
+    prefixes = [f"198.19.{i}.0/26" for i in range(10)]
+    gateways = ["198.18.0.2", "198.18.0.3", "198.18.0.4"]
+    # (another owner's route for one of our prefixes would make our add fail
+    # with EEXIST for good, as in the kernel: that case has its own test)
+    foreign = KRoute("198.19.30.0/26", "blackhole", (), RTPROT_STATIC)
+    kernel = FakeKernel([foreign])
+    ks = KernelSync(kernel)
+
+    def route(prefix: str) -> KRoute:
+        kind = rnd.randrange(4)
+        if kind == 0:
+            return blackhole(prefix)
+        return via(prefix, *rnd.sample(gateways, rnd.randrange(1, 3)),
+                   metric=rnd.choice([0, 0, 20]))
+
+    def ours() -> dict[str, KRoute]:
+        out: dict[str, KRoute] = {}
+        for r in kernel.routes.values():
+            if r.protocol == 12:
+                assert r.prefix not in out, "two routes of ours for one prefix"
+                out[r.prefix] = r
+        return out
+
+    for step in range(400):
+        op = rnd.randrange(10)
+        if op < 6:
+            prefix = rnd.choice(prefixes)
+            ks.update(prefix, None if rnd.random() < 0.3 else route(prefix))
+        elif op == 6:
+            ks.set_desired([route(p) for p in rnd.sample(prefixes, rnd.randrange(len(prefixes)))])
+        elif op == 7:
+            kernel.fail = set(rnd.sample(prefixes, 2)) if rnd.random() < 0.5 else set()
+        elif op == 8:  # drift: someone deletes or adds a route of ours
+            victim = rnd.choice(prefixes)
+            key = next((k for k in kernel.routes if k[0] == victim), None)
+            if key is not None and kernel.routes[key].protocol == 12:
+                del kernel.routes[key]
+            elif key is None:
+                stray = blackhole(victim)
+                kernel.routes[(victim, 254, 0)] = stray
+            ks.resync()
+        ks.apply()
+        known = {p: ks.actual[p] for p in ks.actual}
+        assert len(ks.actual) == len(known)
+        have = ours()
+        assert set(known) == set(have), step
+        assert all(known[p].matches(have[p]) and have[p].matches(known[p]) for p in have), step
+        if not kernel.fail:
+            assert set(have) == set(ks.desired), step
+            assert all(ks.desired[p].matches(have[p]) for p in have), step
+            assert not ks.plan(), step
+        assert kernel.routes[(foreign.prefix, 254, 0)] is foreign
