@@ -32,7 +32,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 from . import codec
 from .desired import RT_TABLE_MAIN, KRoute, Plan
@@ -399,17 +399,26 @@ class RouteWriter:
         )
         return self._dump(request, one)
 
+    @overload
+    def dump_routes(self, protocol: int, table: int = ...,
+                    families: Iterable[int] = ..., keep: None = None) -> list[KRoute]: ...
+
+    @overload
+    def dump_routes(self, protocol: int, table: int = ...,
+                    families: Iterable[int] = ..., *,
+                    keep: Callable[[KRoute], KRoute | str]) -> list[KRoute | str]: ...
+
     def dump_routes(
         self,
         protocol: int,
         table: int = RT_TABLE_MAIN,
         families: Iterable[int] = (socket.AF_INET, socket.AF_INET6),
-        keep: Callable[[KRoute], KRoute] | None = None,
-    ) -> list[KRoute]:
+        keep: Callable[[KRoute], KRoute | str] | None = None,
+    ) -> list[Any]:
         """The kernel's routes of ``protocol`` in ``table`` (devices as names).
 
         ``keep`` sees each route as it is decoded and returns what to hold
-        instead (KernelSync's resync hands back its own equal object, so a
+        instead (KernelSync's resync holds a right route as its prefix, so a
         100k-route dump does not hold a second copy of every route).
         """
         if not protocol or not table:
@@ -417,11 +426,11 @@ class RouteWriter:
         self.refresh_links()
         ifname = self.ifname
 
-        def convert(raw: codec.RawRoute) -> KRoute | None:
+        def convert(raw: codec.RawRoute) -> KRoute | str | None:
             route = codec.to_kroute(raw, ifname)
             return route if route is None or keep is None else keep(route)
 
-        out: list[KRoute] = []
+        out: list[KRoute | str] = []
         for family in families:
             out += self._route_dump(family, protocol, table, convert)
         return out

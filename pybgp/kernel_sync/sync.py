@@ -11,7 +11,10 @@ What is known of the kernel is kept as the *differences* from the desired
 set: a prefix absent from them holds its desired route (or nothing, when
 none is desired). After a successful write there is nothing to remember, so
 a converged node keeps one map of its routes, not two (~50 B a route: 5 MiB
-at 100k learned routes).
+at 100k learned routes). That map holds no route objects either
+(:class:`RouteTable`): most routes share their next hops and differ only in
+prefix, so it keeps each prefix with a shared *shape* and builds a
+:class:`KRoute` when one is read (another ~80 B a route).
 
 Invariants:
 - only routes of ``protocol`` are ever written or deleted (the diff ignores
@@ -27,8 +30,8 @@ Must never: touch the kernel outside :meth:`apply` / :meth:`resync`
 from __future__ import annotations
 
 import errno
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from typing import Protocol, overload
 
 from .desired import (
     DEFAULT_PROTOCOL,
@@ -47,8 +50,13 @@ class RouteBackend(Protocol):
 
     def apply(self, plan: Plan) -> ApplyResult: ...
 
-    def dump_routes(self, protocol: int, table: int = RT_TABLE_MAIN, *,
-                    keep: Callable[[KRoute], KRoute] | None = None) -> list[KRoute]: ...
+    @overload
+    def dump_routes(self, protocol: int, table: int = ..., *,
+                    keep: None = None) -> list[KRoute]: ...
+
+    @overload
+    def dump_routes(self, protocol: int, table: int = ..., *,
+                    keep: Callable[[KRoute], KRoute | str]) -> list[KRoute | str]: ...
 
     def ifname(self, index: int) -> str | int: ...
 
@@ -74,7 +82,7 @@ class KernelSync:
         self.backend: RouteBackend = backend if backend is not None else RouteWriter(netns)
         self.protocol = protocol
         self.table = table
-        self._desired: dict[str, KRoute] = {}
+        self._desired = RouteTable()
         # Where the kernel (as far as known) differs from _desired: prefix → the
         # route of ours it holds there, None for none. Every other prefix holds
         # its desired route. These are exactly the prefixes apply() must write.
@@ -101,7 +109,8 @@ class KernelSync:
     def _note(self, prefix: str, kernel: KRoute | None) -> None:
         """Record that the kernel holds ``kernel`` (None: nothing of ours) at ``prefix``."""
         want = self._desired.get(prefix)
-        if kernel is want or (kernel is not None and want is not None and want.matches(kernel)):
+        if (kernel is None and want is None) or (
+                kernel is not None and want is not None and want.matches(kernel)):
             self._differs.pop(prefix, None)
         else:
             self._differs[prefix] = kernel
@@ -128,7 +137,7 @@ class KernelSync:
     def set_desired(self, routes: Iterable[KRoute] | Mapping[str, KRoute]) -> None:
         """Replace the whole desired set (applied by the next apply/resync)."""
         values = routes.values() if isinstance(routes, Mapping) else routes
-        desired: dict[str, KRoute] = {}
+        desired = RouteTable()
         for route in values:
             route = self._check(route)
             desired[route.prefix] = route
@@ -216,32 +225,31 @@ class KernelSync:
         extra: list[KRoute] = []
         desired = self._desired
 
-        def keep(route: KRoute) -> KRoute:
-            # A route that is right is held as the desired object itself, as it
-            # is decoded: a copy per route would cost ~24 MiB at 100k routes,
-            # during every resync and until that prefix was next written.
+        def keep(route: KRoute) -> KRoute | str:
+            # A route that is right is held as its prefix alone, as it is
+            # decoded: holding every route would cost ~24 MiB at 100k routes.
             want = desired.get(route.prefix)
-            return want if want is not None and want.matches(route) else route
+            return route.prefix if want is not None and want.matches(route) else route
 
-        for route in self.backend.dump_routes(self.protocol, self.table, keep=keep):
+        for item in self.backend.dump_routes(self.protocol, self.table, keep=keep):
+            if isinstance(item, str):  # the desired route is there
+                # (a wrong route of ours seen first for the prefix is swept)
+                wrong = differs.pop(item, None)
+                if wrong is not None:
+                    extra.append(wrong)
+                seen.add(item)
+                continue
+            route = item
             if route.protocol != self.protocol or route.table != self.table:
                 continue  # defence in depth: never sweep what is not ours
             prefix = route.prefix
-            want = desired.get(prefix)
-            right = want is not None and (route is want or want.matches(route))
-            if prefix not in seen:
-                seen.add(prefix)
-                if not right:
-                    differs[prefix] = route
-                continue
-            # Two routes of ours for one prefix (different metrics): keep the
-            # one that is desired, sweep the other.
-            have = differs.get(prefix)
-            if right and have is not None:
-                del differs[prefix]
-                extra.append(have)
-            else:
+            if prefix in seen:
+                # Two routes of ours for one prefix (different metrics): keep the
+                # one that is desired (or the first), sweep the other.
                 extra.append(route)
+                continue
+            seen.add(prefix)
+            differs[prefix] = route
         for prefix in desired:
             if prefix not in seen:
                 differs[prefix] = None
@@ -256,11 +264,62 @@ class KernelSync:
         self.backend.close()
 
 
+#: What a route is apart from its prefix: (kind, next hops, protocol, table, metric).
+Shape = tuple[str, tuple[NextHop, ...], int, int, int]
+
+
+class RouteTable(MutableMapping[str, KRoute]):
+    """Routes by prefix, each stored as its prefix and a shared :data:`Shape`.
+
+    Reading gives an equal :class:`KRoute` built then (not the object put in).
+    Shapes are interned, so 100k learned routes over a few next hops cost one
+    dict entry each. The intern table is bounded; past that, new shapes are
+    simply not shared.
+    """
+
+    INTERN_MAX = 4096
+
+    def __init__(self) -> None:
+        self._shapes: dict[str, Shape] = {}
+        self._intern: dict[Shape, Shape] = {}
+
+    def __getitem__(self, prefix: str) -> KRoute:
+        return KRoute.trusted(prefix, *self._shapes[prefix])  # type: ignore[arg-type]
+
+    def get(self, prefix: str, default: KRoute | None = None) -> KRoute | None:  # type: ignore[override]
+        shape = self._shapes.get(prefix)
+        return default if shape is None else KRoute.trusted(prefix, *shape)  # type: ignore[arg-type]
+
+    def __setitem__(self, prefix: str, route: KRoute) -> None:
+        if route.prefix != prefix:
+            raise ValueError(f"route {route.prefix} stored as {prefix}")
+        shape: Shape = (route.kind, route.nexthops, route.protocol, route.table, route.metric)
+        intern = self._intern
+        shared = intern.get(shape)
+        if shared is None:
+            if len(intern) >= self.INTERN_MAX:
+                intern.clear()
+            shared = intern[shape] = shape
+        self._shapes[prefix] = shared
+
+    def __delitem__(self, prefix: str) -> None:
+        del self._shapes[prefix]
+
+    def __contains__(self, prefix: object) -> bool:
+        return prefix in self._shapes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shapes)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+
 class _Actual(Mapping[str, KRoute]):
     """The kernel's routes of ours as known: the desired ones, overlaid by
     the known differences (a read-only view; nothing is copied)."""
 
-    def __init__(self, desired: dict[str, KRoute], differs: dict[str, KRoute | None]):
+    def __init__(self, desired: Mapping[str, KRoute], differs: dict[str, KRoute | None]):
         self._desired = desired
         self._differs = differs
 

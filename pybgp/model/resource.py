@@ -15,8 +15,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-import yaml
-
 from pybgp.errors import ValidationError
 from pybgp.model import values as v
 from pybgp.model.endpoints import WorkloadEndpointSpec
@@ -184,6 +182,8 @@ def parse_documents(text: str, source: str = "<input>") -> list[Resource[Any]]:
     Errors are located as ``<source>: document N (Kind name)`` (1-based),
     with ``item M`` inside a List.
     """
+    import yaml  # here: the daemons never parse YAML (~1.2 MiB of each process)
+
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:

@@ -176,12 +176,22 @@ class Speaker:
             return self.retained.get(prefix) if self.holding else None
         return route
 
-    def take_kernel_changes(self) -> tuple[bool, set[str]]:
+    def take_kernel_changes(self, limit: int | None = None) -> tuple[bool, set[str]]:
         """(everything changed?, prefixes whose kernel_route() may have changed)
-        since the last call. With True, apply kernel_routes() whole."""
+        since the last call. With True, apply kernel_routes() whole. With a
+        ``limit``, at most that many prefixes are handed over; the others
+        stay for the next call (``kernel_changes_left``)."""
         full, dirty = self._kernel_full, self._kernel_dirty
+        if not full and limit is not None and len(dirty) > limit:
+            pop = dirty.pop
+            return False, {pop() for _ in range(limit)}
         self._kernel_full, self._kernel_dirty = False, set()
         return full, dirty
+
+    @property
+    def kernel_changes_left(self) -> int:
+        """How many prefixes take_kernel_changes() would hand over (-1: all)."""
+        return -1 if self._kernel_full else len(self._kernel_dirty)
 
     def _learned_route(self, prefix: str, next_hops: tuple[str, ...]) -> KRoute | None:
         """The kernel route for a learned prefix.

@@ -29,7 +29,6 @@ from typing import Any
 from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
 from pybgp.datastore.syncer import InSync, Status, Syncer, Update
 from pybgp.ipam.keys import affinities_prefix
-from pybgp.kernel_sync.desired import KRoute
 from pybgp.kernel_sync.monitor import RouteMonitor
 from pybgp.kernel_sync.sync import KernelSync
 from pybgp.model import KEY_PREFIX
@@ -47,6 +46,7 @@ RESYNC_INTERVAL = 90.0  # slow background repair of kernel drift
 # netlink round trip, tens of microseconds) instead of by the worker thread:
 # handing one route to the thread pool cost more than writing it.
 INLINE_KERNEL_MAX = 64
+KERNEL_SLICE = 4096  # routes handed to the worker thread per pass
 
 
 @dataclass
@@ -75,10 +75,6 @@ class SpeakerDaemon:
         self.pending = Effects()
         self.kernel_dirty = False
         self.kernel_busy = False
-        # Kernel changes collected from the core, not yet handed to KernelSync
-        # (which the worker thread may be using): routes by prefix, or "all".
-        self.kernel_pending: dict[str, KRoute | None] = {}
-        self.kernel_full = True
         self.exabgp_started = False
         self.datastore_state = "connecting"
         self.stopping = asyncio.Event()
@@ -226,43 +222,40 @@ class SpeakerDaemon:
                 self.exabgp.reconfigure(config)
         if fx.commands:
             self.exabgp.send(fx.commands)
-        self._collect_kernel_changes()
         if fx.kernel or self.kernel_dirty:
             self.kernel_dirty = True
             if not self.kernel_busy and not self._apply_kernel_now():
                 self.loop_task(self._apply_kernel())
 
-    def _collect_kernel_changes(self) -> None:
-        """Turn the core's changed prefixes into routes now, burst by burst, while
-        the worker may still be writing the previous batch: a 100k-route
-        transfer then never stalls the loop for one big conversion."""
-        full, changed = self.speaker.take_kernel_changes()
-        if full:
-            self.kernel_full = True
-            self.kernel_pending.clear()
-        elif not self.kernel_full:
-            route = self.speaker.kernel_route
-            pending = self.kernel_pending
-            for prefix in changed:
-                pending[prefix] = route(prefix)
-
     def loop_task(self, coro: Any) -> None:
         assert self.loop is not None
         self.loop.create_task(coro)
 
+    def _hand_over(self, limit: int | None) -> None:
+        """Give KernelSync the core's changed routes (at most ``limit``; the
+        rest stay with the core, and ``kernel_dirty`` says so)."""
+        full, changed = self.speaker.take_kernel_changes(limit)
+        if full:
+            self.kernel.set_desired(self.speaker.kernel_routes())
+        else:
+            route, update = self.speaker.kernel_route, self.kernel.update
+            for prefix in changed:
+                update(prefix, route(prefix))
+        if self.speaker.kernel_changes_left:
+            self.kernel_dirty = True
+
     def _apply_kernel_now(self) -> bool:
         """Write a few changed routes at once, from the loop (a new block's
         blackhole, a peer's new block). False when the change is big, a full
-        rebuild or a resync is due, or the last write failed (the next apply
-        then diffs everything): the worker thread does those."""
+        rebuild or a resync is due, or the last write failed: the worker
+        thread does those."""
         kernel = self.kernel
-        if (self.kernel_busy or self.kernel_full or not kernel.synced or kernel.needs_resync
-                or kernel.last_result.errors or len(self.kernel_pending) > INLINE_KERNEL_MAX):
+        left = self.speaker.kernel_changes_left
+        if (self.kernel_busy or not kernel.synced or kernel.needs_resync
+                or kernel.last_result.errors or not 0 <= left <= INLINE_KERNEL_MAX):
             return False
         self.kernel_dirty = False
-        for prefix, route in self.kernel_pending.items():
-            kernel.update(prefix, route)
-        self.kernel_pending = {}
+        self._hand_over(None)
         result = kernel.apply()
         for err in result.errors[:10]:
             log.warning("kernel: %s", err)
@@ -273,19 +266,12 @@ class SpeakerDaemon:
         try:
             while self.kernel_dirty or resync:
                 self.kernel_dirty = False
-                # Only what changed since the last pass: rebuilding and diffing
-                # all routes per pass made a 100k-route transfer quadratic.
-                self._collect_kernel_changes()
-                # A resync repairs the kernel against the desired routes as they
-                # stand; rebuilding those too (100k new routes every 90 s) only
-                # added CPU and a second copy in memory.
-                if self.kernel_full:
-                    self.kernel.set_desired(self.speaker.kernel_routes())
-                else:
-                    for prefix, route in self.kernel_pending.items():
-                        self.kernel.update(prefix, route)
-                self.kernel_full = False
-                self.kernel_pending = {}
+                # Only what changed since the last pass (rebuilding and diffing
+                # all routes per pass made a 100k-route transfer quadratic), and
+                # at most KERNEL_SLICE routes a pass: what a pass holds (the
+                # routes, their differences, the plan, the acks) is then
+                # bounded, not the size of the burst.
+                self._hand_over(KERNEL_SLICE)
                 run: Callable[[], Any] = self.kernel.resync if (
                     resync or self.kernel.needs_resync) else self.kernel.apply
                 resync = False

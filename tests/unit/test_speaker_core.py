@@ -333,3 +333,25 @@ def test_batches_end_where_one_event_at_a_time_ends():
     assert one.advertised == many.advertised and "198.19.2.0/26" in many.advertised
     assert set(one.peers) == set(many.peers) and len(many.peers) == 2
     assert many.on_datastore_batch([], 5.0).commands == []
+
+
+def test_kernel_changes_handed_over_in_slices():
+    """With a limit, the changed prefixes come out in slices that together
+    are exactly the changes, each once; a full rebuild is never sliced."""
+    sp = speaker()
+    learn(sp)
+    sp.take_kernel_changes()
+    prefixes = [f"198.19.{i}.0/26" for i in range(64, 164)]
+    for p in prefixes:
+        sp.on_exabgp(update_line("198.18.0.12", p, "198.18.0.12"), 3.0)
+    assert sp.kernel_changes_left == len(prefixes)
+    seen: list[str] = []
+    while sp.kernel_changes_left:
+        full, part = sp.take_kernel_changes(limit=32)
+        assert not full and 0 < len(part) <= 32
+        seen += part
+    assert sorted(seen) == sorted(prefixes)
+    assert sp.take_kernel_changes(limit=32) == (False, set())
+    sp._kernel_changed()  # everything: handed over whole whatever the limit
+    assert sp.kernel_changes_left == -1
+    assert sp.take_kernel_changes(limit=1) == (True, set())
