@@ -22,6 +22,7 @@ class FakeKernel:
             self.routes[(r.prefix, r.table, r.metric)] = r
         self.writes: list[tuple[str, KRoute]] = []
         self.fail: set[str] = set()  # prefixes whose writes fail with ENETUNREACH
+        self.dumps = 0
         self.closed = False
 
     def apply(self, plan: Plan) -> ApplyResult:
@@ -47,6 +48,7 @@ class FakeKernel:
                     keep: Callable[[KRoute], KRoute | str] | None = None,
                     ) -> list[Any]:
         # fresh objects, as netlink decodes them: the kernel holds no Python objects
+        self.dumps += 1
         found = [dataclasses.replace(r) for r in self.routes.values()
                  if r.protocol == protocol and r.table == table]
         return list(found) if keep is None else [keep(r) for r in found]
@@ -262,3 +264,22 @@ def test_random_changes_failures_and_drift_always_converge() -> None:
             assert all(ks.desired[p].matches(have[p]) for p in have), step
             assert not ks.plan(), step
         assert kernel.routes[(foreign.prefix, 254, 0)] is foreign
+
+
+def test_resync_counts_right_routes_and_looks_closer_only_on_drift() -> None:
+    """A resync where every desired route is there once reads the kernel once
+    and holds none of them; a missing or doubled route makes it read again
+    to name it, then repairs exactly that."""
+    routes = [via(f"198.19.{i}.0/24", "198.18.0.2") for i in range(20)]
+    kernel = FakeKernel(routes)
+    ks = KernelSync(kernel)
+    ks.set_desired(routes)
+    assert ks.resync().ok and kernel.dumps == 1 and kernel.writes == []
+    del kernel.routes[("198.19.7.0/24", 254, 0)]  # drift: one went missing
+    assert ks.resync().ok and kernel.dumps == 3
+    assert kernel.writes == [("add", routes[7])]
+    stray = via("198.19.3.0/24", "198.18.0.9", metric=20)  # a second route of ours
+    kernel.routes[("198.19.3.0/24", 254, 20)] = stray
+    assert ks.resync().ok and kernel.dumps == 5
+    assert kernel.writes[1:] == [("delete", stray)]
+    assert kernel_view(kernel) == set(routes)
