@@ -15,6 +15,7 @@ import json
 import sys
 import tracemalloc
 
+from pybgp.kernel_sync.sync import RouteTable
 from pybgp.model.selector import matches
 from pybgp.speaker.core import Speaker
 from pybgp.speaker.inputs import Inputs
@@ -70,9 +71,13 @@ def main(argv: list[str]) -> int:
     before = tracemalloc.take_snapshot()
     for line in lines:
         sp.on_exabgp(line, 3.0)
-    _, changed = sp.take_kernel_changes()
-    kernel = {prefix: sp.kernel_route(prefix) for prefix in changed}  # the kernel layer's map
-    del lines, changed
+    full, changed = sp.take_kernel_changes()
+    kernel = RouteTable()  # the kernel layer's map of desired routes
+    for prefix in (sp.kernel_routes() if full else changed):
+        route = sp.kernel_route(prefix)
+        if route is not None:
+            kernel[prefix] = route
+    del lines, changed, route
     gc.collect()
     stats = tracemalloc.take_snapshot().compare_to(before, "lineno")
     total = sum(s.size_diff for s in stats)
