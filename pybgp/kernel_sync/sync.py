@@ -154,8 +154,8 @@ class KernelSync:
     def update(self, prefix: str, route: KRoute | None) -> None:
         """Set (``route``) or withdraw (None) the desired route for ``prefix``.
 
-        The next :meth:`apply` then looks at the prefixes updated since the
-        last one only (unless the whole set was replaced meanwhile).
+        No I/O: the prefix joins the known differences unless the kernel
+        already holds what is now desired, and the next :meth:`apply` writes it.
         """
         if route is None:
             key = prefix if prefix in self._desired or prefix in self._differs else (
@@ -181,7 +181,7 @@ class KernelSync:
 
     # -- kernel I/O ---------------------------------------------------------
     def apply(self) -> ApplyResult:
-        """Write the difference between desired and last-known actual.
+        """Write the known differences between the desired routes and the kernel's.
 
         Failed writes stay in the difference, so the next apply retries them.
         Before the first :meth:`resync` nothing is known of the kernel, so the
