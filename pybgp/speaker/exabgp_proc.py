@@ -39,6 +39,7 @@ PR_SET_PDEATHSIG = 1
 RELOAD_MARK = b"performing reload of exabgp"  # logged (INFO) as a reload begins
 RELOAD_RETRY = 1.0  # seconds between checks / repeated signals
 RELOAD_TRIES = 300
+QUIET_LOG_CATEGORIES = ("processes", "statistics")  # ExaBGP log lines per route or UPDATE
 
 
 def _die_with_parent() -> None:
@@ -113,11 +114,15 @@ class ExaBGP:
                 "exabgp.api.ack": "false",
                 "exabgp.log.destination": self.log_path,
                 "exabgp.log.level": "INFO",
-                # One INFO line per API command ("route added to …") cost ExaBGP
-                # ~1 ms of each announcement (py-spy: its RotatingFileHandler
-                # checks for rollover per record). Off unless PYBGP_EXABGP_LOG_PROCESSES=true
-                # in the speaker's environment.
-                "exabgp.log.processes": os.environ.get("PYBGP_EXABGP_LOG_PROCESSES", "false"),
+                # ExaBGP writes one INFO line per API command ("route added to
+                # …", category processes) and per UPDATE sent or received
+                # ("statistics for send-update counter N", statistics): on the
+                # path of every announcement, with a rollover check per record
+                # (py-spy). Off unless PYBGP_EXABGP_LOG_<CATEGORY>=true in the
+                # speaker's environment.
+                **{f"exabgp.log.{category}":
+                   os.environ.get(f"PYBGP_EXABGP_LOG_{category.upper()}", "false")
+                   for category in QUIET_LOG_CATEGORIES},
                 "exabgp_cli_enable": "false",
                 "exabgp.cli.enable": "false",
             },
