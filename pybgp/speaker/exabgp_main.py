@@ -90,6 +90,8 @@ def patch() -> bool:
         return False
     ASYNC = import_without("exabgp.reactor.asynchronous", "asyncio").ASYNC
 
+    if ASYNC.run is run_callbacks:
+        return True  # applied already: the stock method is kept from the first time
     if not all(hasattr(ASYNC, a) for a in ("run", "_run_async", "_is_coroutine")):
         return False
     _STOCK_RUN = ASYNC.run
