@@ -36,6 +36,7 @@ from typing import Protocol, overload
 from .desired import (
     DEFAULT_PROTOCOL,
     RT_TABLE_MAIN,
+    Kind,
     KRoute,
     NextHop,
     Plan,
@@ -294,7 +295,7 @@ class KernelSync:
 
 
 #: What a route is apart from its prefix: (kind, next hops, protocol, table, metric).
-Shape = tuple[str, tuple[NextHop, ...], int, int, int]
+Shape = tuple[Kind, tuple[NextHop, ...], int, int, int]
 
 
 class RouteTable(MutableMapping[str, KRoute]):
@@ -314,11 +315,11 @@ class RouteTable(MutableMapping[str, KRoute]):
         self._last: Shape | None = None
 
     def __getitem__(self, prefix: str) -> KRoute:
-        return KRoute.trusted(prefix, *self._shapes[prefix])  # type: ignore[arg-type]
+        return KRoute.trusted(prefix, *self._shapes[prefix])
 
     def get(self, prefix: str, default: KRoute | None = None) -> KRoute | None:  # type: ignore[override]
         shape = self._shapes.get(prefix)
-        return default if shape is None else KRoute.trusted(prefix, *shape)  # type: ignore[arg-type]
+        return default if shape is None else KRoute.trusted(prefix, *shape)
 
     def holds(self, prefix: str, route: KRoute) -> bool:
         """Is ``route`` (as the kernel has it) right for ``prefix``? Without
@@ -330,7 +331,7 @@ class RouteTable(MutableMapping[str, KRoute]):
         if route.nexthops is hops:
             return (route.prefix == prefix and route.kind == kind and route.protocol == protocol
                     and route.table == table and route.metric == metric)
-        return KRoute.trusted(prefix, *shape).matches(route)  # type: ignore[arg-type]
+        return KRoute.trusted(prefix, *shape).matches(route)
 
     def __setitem__(self, prefix: str, route: KRoute) -> None:
         if route.prefix != prefix:

@@ -377,8 +377,11 @@ class Rib:
             if stale:
                 stale.discard(prefix)
         if added:
-            self._counts[peer] = self._counts.get(peer, 0) + added
+            self._count(peer, added)
         return changed
+
+    def _count(self, peer: str, delta: int) -> None:
+        self._counts[peer] = self._counts.get(peer, 0) + delta
 
     def _store(self, prefix: str, entry: Path | dict[str, Path], path: Path) -> bool:
         """Put ``path`` in for ``prefix``, which holds ``entry``; did the
@@ -389,11 +392,11 @@ class Rib:
                 self._paths[prefix] = path
                 return entry != path
             self._paths[prefix] = {entry.peer: entry, peer: path}
-            self._counts[peer] = self._counts.get(peer, 0) + 1
+            self._count(peer, 1)
             return self._redecide(prefix, entry, (entry,))
         old = self._decisions[prefix]
         if peer not in entry:
-            self._counts[peer] = self._counts.get(peer, 0) + 1
+            self._count(peer, 1)
         entry[peer] = path
         return self._redecide(prefix, old.best, old.multipath)
 
@@ -418,7 +421,7 @@ class Rib:
             old = self._decisions[prefix]
             del entry[peer]
             changed = self._redecide(prefix, old.best, old.multipath)
-        self._counts[peer] -= 1
+        self._count(peer, -1)
         stale = self._stale.get(peer)
         if stale:
             stale.discard(prefix)
