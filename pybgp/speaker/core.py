@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 
 from pybgp.kernel_sync.desired import RT_TABLE_MAIN, KRoute, NextHop, blackhole
 from pybgp.speaker import exabgp_api as exa
-from pybgp.speaker.inputs import Inputs
+from pybgp.speaker.inputs import Changed, Inputs
 from pybgp.speaker.peers import PeerSpec, desired_peers
-from pybgp.speaker.policy import ExportPlan, export_plan, import_decision
+from pybgp.speaker.policy import Origination, import_decision
 from pybgp.speaker.rib import Rib
 
 SPEAKER_PROTOCOL = 12  # BIRD's route protocol number; see kernel_sync.desired
@@ -87,13 +87,13 @@ class Speaker:
         self.inputs = inputs
         self.matches = matches
         self.startup_hold = startup_hold
-        self.local_routes: dict[str, str] = {}  # cali /32 → interface
+        self.origination = Origination()  # what we advertise and blackhole
         self.peers: dict[str, PeerSpec] = {}  # name → spec
         self.draining: dict[str, PeerSpec] = {}  # address → removed spec, withdrawing
         self.runtime: dict[str, PeerRuntime] = {}  # address → runtime
         self.rib: Rib | None = None
-        self.advertised: set[str] = set()
-        self.export = ExportPlan(advertise=frozenset(), blackholes=frozenset())
+        self.advertised: set[str] = set()  # what our peers were told
+        self.blackholes: frozenset[str] = frozenset()  # what the kernel was told
         self.retained: dict[str, KRoute] = {}  # our routes found in the kernel at start
         self.holding = True
         self.synced = False  # no origination before the datastore is read whole
@@ -110,6 +110,11 @@ class Speaker:
         self._hops: dict[tuple[str, ...], tuple[tuple[NextHop, ...], bool]] = {}
 
     # -- derived state ---------------------------------------------------------
+
+    @property
+    def local_routes(self) -> dict[str, str]:
+        """The node's workload routes: prefix → interface."""
+        return self.origination.routes
 
     @property
     def router_id(self) -> str:
@@ -153,7 +158,7 @@ class Speaker:
     def kernel_routes(self) -> dict[str, KRoute]:
         """Everything of ours the kernel must hold now."""
         routes = {cidr: blackhole(cidr, protocol=SPEAKER_PROTOCOL)
-                  for cidr in self.export.blackholes}
+                  for cidr in self.blackholes}
         if self.rib is not None:
             for prefix, next_hops in self.rib.all_next_hops():
                 if prefix in routes or prefix in self.local_routes:
@@ -168,7 +173,7 @@ class Speaker:
 
     def kernel_route(self, prefix: str) -> KRoute | None:
         """The one route of ours for ``prefix`` (None: none), as in kernel_routes()."""
-        if prefix in self.export.blackholes:
+        if prefix in self.blackholes:
             return blackhole(prefix, protocol=SPEAKER_PROTOCOL)
         route = None
         if self.rib is not None and prefix not in self.local_routes:
@@ -260,10 +265,10 @@ class Speaker:
         """Several datastore changes, then one recomputation: a burst (a
         cluster's Nodes at start-up) costs one pass over peers and exports,
         not one per key."""
-        changed = False
+        changed = Changed.NOTHING
         for key, value in items:
             changed |= self.inputs.apply(key, value)
-        return self._recompute(now) if changed else Effects()
+        return self._recompute(now, changed) if changed else Effects()
 
     def on_local_route(self, action: str, prefix: str, ifname: str, now: float) -> Effects:
         return self.on_local_routes([(action, prefix, ifname)], now)
@@ -273,18 +278,21 @@ class Speaker:
         recomputation of the exports (a burst of 1000 pod routes was 1000
         passes over all of them)."""
         changed: set[str] = set()
+        routes = self.origination.routes
         for action, prefix, ifname in events:
             if action == "add":
-                if self.local_routes.get(prefix) == ifname:
+                if routes.get(prefix) == ifname:
                     continue
-                self.local_routes[prefix] = ifname
-            elif self.local_routes.pop(prefix, None) is None:
+                self.origination.set_route(prefix, ifname)
+            elif prefix in routes:
+                self.origination.set_route(prefix, None)
+            else:
                 continue
             changed.add(prefix)
         if not changed:
             return Effects()
         self._kernel_changed(changed)  # a learned route for each steps aside / back
-        return self._recompute(now)
+        return self._recompute(now, Changed.EXPORTS)
 
     def on_exabgp(self, line: str, now: float) -> Effects:
         router_ids = {a: r.router_id for a, r in self.runtime.items() if r.router_id}
@@ -368,8 +376,45 @@ class Speaker:
             changed |= rib.update_group(shared, prefixes)
         return Effects(kernel=self._kernel_changed(changed))
 
-    def _recompute(self, now: float) -> Effects:
+    def _recompute(self, now: float, what: Changed = Changed.PEERS | Changed.EXPORTS) -> Effects:
+        """Redo what depends on ``what`` changed: peers (and the RIB's identity)
+        only when Nodes, the BGP configuration or peers changed; a new block or
+        pod redoes only the exports, incrementally (``Origination``)."""
         fx = Effects()
+        local = self.inputs.local
+        if what & Changed.PEERS:
+            self._recompute_peers(now, fx)
+        # Origination (a half-read datastore would advertise a pod's /32 before
+        # the block affinity that suppresses it had arrived).
+        if not self.synced:
+            return fx
+        origination = self.origination
+        origination.set_pools(self.inputs.pools.values())
+        origination.set_blocks(self.inputs.affine_blocks)
+        blackholes = origination.blackholes
+        if blackholes != self.blackholes:
+            fx.kernel |= self._kernel_changed(set(blackholes ^ self.blackholes))
+            self.blackholes = blackholes
+        advertise = origination.advertise
+        add = sorted(advertise - self.advertised)
+        remove = sorted(self.advertised - advertise)
+        # Only established sessions hear about changes: a peer that is down gets
+        # the whole set when it comes up (``_on_state``). A global command would
+        # also queue in ExaBGP for every peer that is down, and ExaBGP 5.0 drops
+        # a reload (SIGUSR1) while any connecting peer has updates queued — one
+        # unreachable peer would freeze every later session change.
+        up = self._established()
+        if remove and up:
+            fx.commands += exa.withdraw_batch(remove, neighbor=up)
+        if add and up:
+            fx.commands += exa.announce_batch("self", add, OWN_ATTRS, neighbor=up)
+        self.advertised = set(advertise)
+        if local is None:
+            fx.kernel = self._kernel_changed()
+        fx += self._maybe_end_hold()
+        return fx
+
+    def _recompute_peers(self, now: float, fx: Effects) -> None:
         local = self.inputs.local
         # RIB identity follows our AS and router id.
         if local is None:
@@ -408,32 +453,6 @@ class Speaker:
             self.peers = peers
             self.reconfigured_at = now
             fx.reconfigure = True
-        # Origination (a half-read datastore would advertise a pod's /32 before
-        # the block affinity that suppresses it had arrived).
-        if not self.synced:
-            return fx
-        plan = export_plan(list(self.inputs.pools.values()), set(self.inputs.affine_blocks),
-                           dict(self.local_routes))
-        if plan.blackholes != self.export.blackholes:
-            fx.kernel = self._kernel_changed(set(plan.blackholes ^ self.export.blackholes))
-        self.export = plan
-        add = sorted(plan.advertise - self.advertised)
-        remove = sorted(self.advertised - plan.advertise)
-        # Only established sessions hear about changes: a peer that is down gets
-        # the whole set when it comes up (``_on_state``). A global command would
-        # also queue in ExaBGP for every peer that is down, and ExaBGP 5.0 drops
-        # a reload (SIGUSR1) while any connecting peer has updates queued — one
-        # unreachable peer would freeze every later session change.
-        up = self._established()
-        if remove and up:
-            fx.commands += exa.withdraw_batch(remove, neighbor=up)
-        if add and up:
-            fx.commands += exa.announce_batch("self", add, OWN_ATTRS, neighbor=up)
-        self.advertised = set(plan.advertise)
-        if local is None:
-            fx.kernel = self._kernel_changed()
-        fx += self._maybe_end_hold()
-        return fx
 
     def _established(self) -> list[str]:
         """Addresses of the configured peers whose session is up."""

@@ -15,6 +15,7 @@ a mounted Secret volume.
 
 from __future__ import annotations
 
+import enum
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,14 @@ from pybgp.speaker.policy import Pool
 
 RESOURCE_PLURALS = ("nodes", "bgpconfigurations", "bgppeers", "ippools")
 STATE_CONFIRMED = "confirmed"
+
+
+class Changed(enum.IntFlag):
+    """What an update changed, so the core redoes only what depends on it."""
+
+    NOTHING = 0
+    PEERS = 1  # Nodes, the BGP configuration, BGP peers: sessions, AS, router id
+    EXPORTS = 2  # IP pools and this node's affinities: what it originates
 
 
 def read_secret(secrets_dir: str, ref: Any) -> str | None:
@@ -63,8 +72,8 @@ class Inputs:
         info = self.nodes.get(self.node)
         return info if info is not None and info.ipv4 else None
 
-    def apply(self, key: str, value: bytes | None) -> bool:
-        """Fold one update in; True if anything the speaker uses changed."""
+    def apply(self, key: str, value: bytes | None) -> Changed:
+        """Fold one update in; what of the speaker's inputs it changed."""
         self.errors.pop(key, None)
         try:
             if "/calico/ipam/v2/host/" in key:
@@ -74,10 +83,10 @@ class Inputs:
             self.errors[key] = str(exc)
             return self._forget(key)
 
-    def _affinity(self, key: str, value: bytes | None) -> bool:
+    def _affinity(self, key: str, value: bytes | None) -> Changed:
         parsed = parse_affinity_key(key)
         if parsed is None or parsed[0] != self.node:
-            return False
+            return Changed.NOTHING
         cidr = str(parsed[1])
         before = cidr in self.affine_blocks
         confirmed = False
@@ -88,12 +97,12 @@ class Inputs:
             self.affine_blocks.add(cidr)
         else:
             self.affine_blocks.discard(cidr)
-        return before != confirmed
+        return Changed.EXPORTS if before != confirmed else Changed.NOTHING
 
-    def _resource(self, key: str, value: bytes | None) -> bool:
+    def _resource(self, key: str, value: bytes | None) -> Changed:
         info, _, name = parse_key(key)
         if info.plural not in RESOURCE_PLURALS:
-            return False
+            return Changed.NOTHING
         if value is None:
             return self._forget(key)
         res = parse_json(value)
@@ -109,10 +118,10 @@ class Inputs:
             )
             changed = self.nodes.get(name) != node
             self.nodes[name] = node
-            return changed
+            return _if(changed, Changed.PEERS)
         if info.plural == "bgpconfigurations":
             if name != "default":
-                return False
+                return Changed.NOTHING
             cfg = BgpConfig(
                 node_to_node_mesh=spec.mesh_enabled,
                 as_number=spec.as_number or 64512,
@@ -122,7 +131,7 @@ class Inputs:
             )
             changed = cfg != self.config
             self.config = cfg
-            return changed
+            return _if(changed, Changed.PEERS)
         if info.plural == "bgppeers":
             peer = BgpPeer(
                 name=name,
@@ -136,7 +145,7 @@ class Inputs:
             )
             changed = self.bgp_peers.get(name) != peer
             self.bgp_peers[name] = peer
-            return changed
+            return _if(changed, Changed.PEERS)
         pool = Pool(
             cidr=spec.cidr,
             disable_bgp_export=spec.disable_bgp_export,
@@ -146,23 +155,27 @@ class Inputs:
         )
         changed = self.pools.get(name) != pool
         self.pools[name] = pool
-        return changed
+        return _if(changed, Changed.EXPORTS)
 
-    def _forget(self, key: str) -> bool:
+    def _forget(self, key: str) -> Changed:
         try:
             info, _, name = parse_key(key)
         except ValidationError:
-            return False
-        tables: dict[str, dict[str, Any]] = {
-            "nodes": self.nodes,
-            "bgppeers": self.bgp_peers,
-            "ippools": self.pools,
+            return Changed.NOTHING
+        tables: dict[str, tuple[dict[str, Any], Changed]] = {
+            "nodes": (self.nodes, Changed.PEERS),
+            "bgppeers": (self.bgp_peers, Changed.PEERS),
+            "ippools": (self.pools, Changed.EXPORTS),
         }
-        table = tables.get(info.plural)
-        if table is not None:
-            return table.pop(name, None) is not None
+        if info.plural in tables:
+            table, what = tables[info.plural]
+            return _if(table.pop(name, None) is not None, what)
         if info.plural == "bgpconfigurations" and name == "default":
             changed = self.config != BgpConfig()
             self.config = BgpConfig()
-            return changed
-        return False
+            return _if(changed, Changed.PEERS)
+        return Changed.NOTHING
+
+
+def _if(changed: bool, what: Changed) -> Changed:
+    return what if changed else Changed.NOTHING

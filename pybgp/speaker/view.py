@@ -77,8 +77,8 @@ class View:
                          stats=RouteStats(imported=len(sp.local_routes), exported=kernel_routes,
                                           preferred=len(sp.local_routes))),
             ProtocolInfo("static1", "Static", "up", started,
-                         stats=RouteStats(imported=len(sp.export.blackholes),
-                                          preferred=len(sp.export.blackholes))),
+                         stats=RouteStats(imported=len(sp.blackholes),
+                                          preferred=len(sp.blackholes))),
             ProtocolInfo("device1", "Device", "up", started, stats=None),
             ProtocolInfo("direct1", "Direct", "up", started, stats=RouteStats()),
         ]
@@ -106,7 +106,7 @@ class View:
                                      stale=sp.rib.is_stale(prefix, path.peer)),
                     ))
         started = bird_time(sp.started_at, now)
-        for cidr in sp.export.blackholes:
+        for cidr in sp.blackholes:
             lines.append(RouteLine(prefix=cidr, protocol="static1", since=started,
                                    dest="blackhole", preference=200, source="static"))
         for prefix, ifname in sp.local_routes.items():

@@ -355,3 +355,30 @@ def test_kernel_changes_handed_over_in_slices():
     sp._kernel_changed()  # everything: handed over whole whatever the limit
     assert sp.kernel_changes_left == -1
     assert sp.take_kernel_changes(limit=1) == (True, set())
+
+
+def test_blocks_and_pods_do_not_recompute_peers():
+    """A new block or pod redoes the exports only: the peer selection (which
+    runs every BGPPeer's selectors over every Node) waits for a change of
+    Nodes, the BGP configuration or peers."""
+    calls = []
+
+    def counting(selector, labels):
+        calls.append(selector)
+        return matches(selector, labels)
+
+    sp = Speaker(Inputs("node-a"), counting, startup_hold=30)
+    sp.start(0.0, [])
+    peer = (f"{RES}/bgppeers/tor", json.dumps({
+        "apiVersion": "projectcalico.org/v3", "kind": "BGPPeer", "metadata": {"name": "tor"},
+        "spec": {"nodeSelector": "all()", "peerIP": "198.18.0.1", "asNumber": 64513}}).encode())
+    for key, value in (node("node-a", "198.18.0.11/24"), POOL, peer):
+        sp.on_datastore(key, value, 1.0)
+    sp.on_synced(1.0)
+    assert calls and any(s.address == "198.18.0.1" for s in sp.peers.values())
+    calls.clear()
+    sp.on_datastore(*affinity("node-a", "198.19.1.0/26"), 2.0)
+    sp.on_local_route("add", "198.19.9.9/32", "cali1", 2.0)
+    assert calls == [] and sp.advertised == {"198.19.1.0/26", "198.19.9.9/32"}
+    sp.on_datastore(*node("node-b", "198.18.0.12/24"), 3.0)
+    assert calls  # a Node did change: peers are selected again

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pybgp.speaker.policy import ExportPlan, Pool, export_plan, import_decision
+from pybgp.speaker.policy import ExportPlan, Origination, Pool, export_plan, import_decision
 
 POOL = Pool("198.19.0.0/16")
 
@@ -66,3 +66,47 @@ def test_import_policy() -> None:
     ipip = import_decision("198.19.200.0/26", pools)
     assert ipip.accept and ipip.ipip
     assert import_decision("10.0.0.0/8", pools).accept  # not in any pool: accepted
+
+
+def test_origination_follows_every_change_as_export_plan_computes_it() -> None:
+    """The incremental plan equals the whole recomputation after every step of
+    random changes: blocks confirmed and released (some given unnormalised,
+    some twice), workload routes on cali and other interfaces coming, moving
+    and going, inside and outside the blocks and pools, and pool changes."""
+    import random
+
+    rng = random.Random(4)
+    pool_sets = [
+        [POOL],
+        [Pool("198.19.0.0/16"), Pool("198.19.128.0/17", disable_bgp_export=True)],
+        [Pool("198.19.0.0/17", disabled=True), Pool("198.19.128.0/17"), Pool("2001:db8::/48")],
+        [],
+    ]
+    blocks_pool = ["198.19.0.0/26", "198.19.0.64/26", "198.19.0.5/26", "198.19.128.0/26",
+                   "198.19.130.0/28", "198.19.0.0/25", "2001:db8::/122", "10.0.0.0/26"]
+    route_pool = ["198.19.0.7/32", "198.19.0.70/32", "198.19.0.127/32", "198.19.128.3/32",
+                  "198.19.130.9/32", "198.19.5.9/32", "198.19.5.9", "2001:db8::1/128",
+                  "2001:db8::1:1/128", "10.0.0.1/32", "198.20.0.1/32"]
+    ifaces = ["cali1", "cali2", "tunl0", "vxlan.calico"]
+    o = Origination()
+    pools: list[Pool] = []
+    blocks: set[str] = set()
+    routes: dict[str, str] = {}
+    for step in range(3000):
+        r = rng.random()
+        if r < 0.05:
+            pools = rng.choice(pool_sets)
+            o.set_pools(pools)
+        elif r < 0.35:
+            blocks ^= {rng.choice(blocks_pool)}
+            o.set_blocks(set(blocks))
+        else:
+            prefix = rng.choice(route_pool)
+            if prefix in routes and rng.random() < 0.5:
+                del routes[prefix]
+                o.set_route(prefix, None)
+            else:
+                routes[prefix] = rng.choice(ifaces)
+                o.set_route(prefix, routes[prefix])
+        assert o.plan() == export_plan(pools, blocks, routes), step
+        assert o.routes == routes
