@@ -9,7 +9,7 @@ One topology (``pbfib-<hex>-…`` namespaces) on a fabric bridge:
   /24), exported over eBGP (next hop itself) to two sessions, each disabled
   until its turn;
 - ``pyb`` (198.18.0.11, AS 64512): a Calico Node with ``pybgp speaker``
-  (ExaBGP 5 + its nc API helper), peering with the feeder through a global BGPPeer;
+  (ExaBGP 5 + its API helper), peering with the feeder through a global BGPPeer;
 - ``birdn`` (198.18.0.12, AS 64512): BIRD 2 configured as Calico's confd
   configures BIRD (kernel protocol: learn, persist, scan time 2, graceful
   restart, merge paths; ``bgp_template`` session options).
@@ -21,7 +21,7 @@ session is enabled; the clock starts when the feeder's session is
 Established (BIRD's own 'since' time, ms) and stops when the receiver's main
 FIB holds all N more prefixes (``fib_triestat`` read every 10 ms from inside
 the namespace); then the count of ``proto bird`` routes is checked (= N) and
-the peak RSS (VmHWM) taken: pybgp = speaker + ExaBGP + nc, BIRD = the
+the peak RSS (VmHWM) taken: pybgp = speaker + ExaBGP + its helper, BIRD = the
 receiver's bird. The receivers alternate, so machine noise
 hits both alike. Every transfer is bounded by ``--timeout``.
 

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   etcd-server etcd-client bird2 gobgpd iproute2 iptables ipset iputils-ping
-  containernetworking-plugins tcpdump socat netcat-openbsd prometheus-bird-exporter
+  containernetworking-plugins tcpdump socat prometheus-bird-exporter
   python3 python3-venv python3-dev procps openssl
 )
 

@@ -1,13 +1,16 @@
 """``pybgp speaker``: the node's BGP speaker (BIRD's role in Calico).
 
-The shell around ``core.Speaker``: one asyncio loop and one queue. Producers
-— etcd syncers (threads), the kernel route monitor (a socket reader),
-ExaBGP's lines (through its socat helper), timers — put events on the queue;
-the loop feeds them to the pure core and carries out its effects. Kernel
-writes are coalesced: after a burst of events the desired routes are applied
-once, in a worker thread, so a 100k-route write never stalls the BGP
-sessions; a change of a few routes (a new block) is written from the loop at
-once, which is quicker than the hand-off to the thread.
+The shell around ``core.Speaker``: one asyncio loop and one queue of
+events. Producers — etcd syncers (threads), the kernel route monitor (a
+socket reader), ExaBGP's lines (read from its pipe), timers — append to the
+queue and make sure one drain is scheduled; the drain, a plain callback of
+the loop, feeds everything queued to the pure core at once and carries out
+its effects (a task and a future per event cost a few loop turns on the
+path of every new block). Kernel writes are coalesced: after a burst of
+events the desired routes are applied once, in a worker thread, so a
+100k-route write never stalls the BGP sessions; a change of a few routes (a
+new block) is written from the loop at once, which is quicker than the
+hand-off to the thread.
 
 Nothing is written to ExaBGP or the kernel before every datastore prefix is
 in sync (a half-read datastore would look like peers and blocks vanished).
@@ -18,6 +21,7 @@ On exit nothing is flushed: routes persist in the kernel like BIRD's
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import signal
 import threading
@@ -63,7 +67,11 @@ class Options:
 class SpeakerDaemon:
     def __init__(self, opts: Options):
         self.opts = opts
-        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        # (kind, payload) events; appended from any thread (deque appends are
+        # atomic), drained by the loop. ``_drain_due``: a drain is scheduled.
+        self.queue: collections.deque[tuple[str, Any]] = collections.deque()
+        self._drain_due = False
+        self._failure: BaseException | None = None
         self.speaker = Speaker(Inputs(opts.node, opts.secrets_dir), matches,
                                startup_hold=opts.startup_hold)
         self.kernel = KernelSync(protocol=SPEAKER_PROTOCOL)
@@ -83,17 +91,29 @@ class SpeakerDaemon:
     # -- producers -------------------------------------------------------------
 
     def _put(self, kind: str, payload: Any) -> None:
+        """Queue an event from another thread."""
         assert self.loop is not None
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, payload))
+        self.queue.append((kind, payload))
+        if not self._drain_due:  # a race here only schedules a second, empty drain
+            self._drain_due = True
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _event(self, kind: str, payload: Any) -> None:
+        """Queue an event from the loop's own thread."""
+        assert self.loop is not None
+        self.queue.append((kind, payload))
+        if not self._drain_due:
+            self._drain_due = True
+            self.loop.call_soon(self._drain)
 
     def _from_exabgp(self, line: str) -> None:
-        self.queue.put_nowait(("exabgp", line))
+        self._event("exabgp", line)
 
     def _exabgp_exited(self, code: int) -> None:
         # Every session died with it: tell the core, as ExaBGP itself cannot.
         for address, rt in self.speaker.runtime.items():
             if rt.state == "up":
-                self.queue.put_nowait(("exabgp", _state_line(address, "down", "ExaBGP exited")))
+                self._event("exabgp", _state_line(address, "down", "ExaBGP exited"))
 
     def _start_syncer(self, prefix: str) -> None:
         cfg = self.opts.etcd
@@ -122,27 +142,17 @@ class SpeakerDaemon:
             [(ev.action, ev.prefix, ev.ifname) for ev in monitor.seed()], time.time()))
 
         def local_routes(events: list[Any]) -> None:
-            self.queue.put_nowait(("kernel", events))
+            self._event("kernel", events)
 
         monitor.attach(local_routes, self.loop)
         for prefix in self.prefixes:
             self._start_syncer(prefix)
         servers = await self._serve_ctl()
         resync = self.loop.create_task(self._periodic_resync())
-        stopper = self.loop.create_task(self.stopping.wait())
         try:
-            while not self.stopping.is_set():
-                getter = self.loop.create_task(self.queue.get())
-                done, _ = await asyncio.wait({getter, stopper},
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
-                    break
-                burst = [getter.result()]
-                while not self.queue.empty():  # drain the burst, then act once
-                    burst.append(self.queue.get_nowait())
-                self._dispatch_burst(burst)
-                await self._flush()
+            await self.stopping.wait()
+            if self._failure is not None:
+                raise self._failure
         finally:
             resync.cancel()
             monitor.detach()
@@ -153,6 +163,22 @@ class SpeakerDaemon:
                 await ctl_stop(server, path)
             await self.exabgp.stop()
             self.kernel.close()  # deletes nothing: our routes persist
+
+    def _drain(self) -> None:
+        """Everything queued so far, to the core at once; then act once."""
+        self._drain_due = False
+        if not self.queue or self.stopping.is_set():
+            return
+        burst = []
+        while self.queue:
+            burst.append(self.queue.popleft())
+        try:
+            self._dispatch_burst(burst)
+            self._flush()
+        except Exception as exc:  # a bug: stop (and say why) rather than run half-blind
+            log.exception("speaker: failed handling events")
+            self._failure = exc
+            self.stopping.set()
 
     def _dispatch_burst(self, burst: list[tuple[str, Any]]) -> None:
         """Dispatch in order, handing each run of consecutive datastore updates,
@@ -205,10 +231,10 @@ class SpeakerDaemon:
         self.pending += fx
         assert self.loop is not None
         for name, delay in fx.timers:
-            self.loop.call_later(delay, self.queue.put_nowait, ("timer", name))
+            self.loop.call_later(delay, self._event, "timer", name)
         fx.timers.clear()
 
-    async def _flush(self) -> None:
+    def _flush(self) -> None:
         if self.unsynced:
             return  # nothing leaves this process before the datastore is read whole
         fx, self.pending = self.pending, Effects()
@@ -216,7 +242,7 @@ class SpeakerDaemon:
             config = exa.render_config(self.speaker.neighbor_configs(), self.exabgp.helper_argv,
                                        manual_eor=True, adj_rib_in=False)
             if not self.exabgp_started:
-                await self.exabgp.start(config)
+                self.exabgp.start(config)  # commands wait for its helper's pipes
                 self.exabgp_started = True
             else:
                 self.exabgp.reconfigure(config)

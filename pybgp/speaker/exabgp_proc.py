@@ -2,11 +2,14 @@
 
 Owns: the ExaBGP configuration file, the process, and the unix socket its API
 helper connects back to. ExaBGP talks only to helper processes it starts
-itself, over their stdin/stdout; the helper is Debian's OpenBSD ``nc``
-copying bytes between those pipes and the socket (a C program: ~1.5 MiB
-VmHWM, where socat cost ~4.5 MiB and a Python relay ~12 MiB; ExaBGP and the
-speaker both reassemble lines split across reads). ExaBGP itself runs
-through :mod:`pybgp.speaker.exabgp_main`. Configuration changes are written atomically and
+itself, over their stdin/stdout; the helper (:mod:`pybgp.speaker.exabgp_helper`)
+passes those two pipes to the speaker over the socket and turns into
+``sleep``, so the speaker reads ExaBGP's lines and writes its commands on the
+pipes directly, from its event loop (``add_reader``): no relay process copies
+the bytes, and a line is handled as soon as it is read. The helper's
+connection stays open while it lives; when it closes (the helper was killed),
+commands wait for the next helper ExaBGP starts. ExaBGP itself runs through
+:mod:`pybgp.speaker.exabgp_main`. Configuration changes are written atomically and
 applied with SIGUSR1, which ExaBGP handles per neighbour: unchanged sessions
 stay up, removed ones close, new ones start.
 
@@ -22,13 +25,16 @@ confirmed in ExaBGP's log and signalled again until it has happened.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import ctypes
+import errno
+import fcntl
 import logging
 import os
-import shutil
 import signal
+import socket
 import sys
 from collections.abc import Callable
 
@@ -40,6 +46,10 @@ RELOAD_MARK = b"performing reload of exabgp"  # logged (INFO) as a reload begins
 RELOAD_RETRY = 1.0  # seconds between checks / repeated signals
 RELOAD_TRIES = 300
 QUIET_LOG_CATEGORIES = ("processes", "statistics")  # ExaBGP log lines per route or UPDATE
+HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exabgp_helper.py")
+F_SETPIPE_SZ = 1031
+PIPE_SIZE = 1 << 20  # ExaBGP blocks on a full pipe: room for a burst of UPDATEs
+READ_SIZE = 1 << 20
 
 
 def _die_with_parent() -> None:
@@ -67,43 +77,37 @@ class ExaBGP:
         self.helper_argv = self._helper_command(self.socket_path)
         self._on_line = on_line
         self._on_exit = on_exit
-        self._server: asyncio.AbstractServer | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._pending: list[str] = []
+        self._listener: socket.socket | None = None
+        self._helper: socket.socket | None = None  # the live helper's connection
+        self._pipes: tuple[int, int] | None = None  # (read ExaBGP's lines, write commands)
+        self._partial = b""  # a line split across reads
+        self._out = b""  # commands the pipe had no room for yet
+        self._pending: list[str] = []  # commands while no helper is connected
         self.proc: asyncio.subprocess.Process | None = None
         self._stopping = False
         self._reload_from: int | None = None  # log offset after the newest config write
         self._confirm: asyncio.Task[None] | None = None
+        self._spawning: asyncio.Task[None] | None = None
 
     @staticmethod
     def _helper_command(socket_path: str) -> list[str]:
-        """ExaBGP's API helper: netcat between its stdin/stdout and our socket.
-
-        ``nc -N -U``: on EOF from ExaBGP it shuts the socket down for writing
-        (the speaker then sees EOF), and it exits when the speaker closes the
-        socket; ExaBGP then starts it again.
-        """
-        nc = shutil.which("nc.openbsd")  # plain ``nc`` may be netcat-traditional: no -U
-        if nc is None:
-            raise SpeakerError("nc.openbsd not found on PATH: the speaker needs Debian's "
-                               "netcat-openbsd package as ExaBGP's API helper "
-                               "(scripts/setup.sh installs it)")
-        bad = sorted({c for c in socket_path if c in ",;{}[]\"'\\" or c.isspace()})
+        """ExaBGP's API helper (``exabgp_helper.py``), by this interpreter,
+        isolated (``-I -S``: standard library only, nothing from the cwd)."""
+        bad = sorted({c for c in socket_path + HELPER + sys.executable
+                      if c in ",;{}[]\"'\\" or c.isspace()})
         if bad:  # ExaBGP's ``run`` line would split it (its tokeniser splits at commas)
-            raise SpeakerError(f"socket {socket_path!r}: ExaBGP cannot pass a path holding "
-                               f"{' '.join(map(repr, bad))} to its helper; "
+            raise SpeakerError(f"socket {socket_path!r} or helper {HELPER!r}: ExaBGP cannot "
+                               f"pass a path holding {' '.join(map(repr, bad))} to its helper; "
                                "choose another --state-dir")
-        return [nc, "-N", "-U", socket_path]
+        return [sys.executable, "-I", "-S", HELPER, socket_path]
 
-    async def start(self, config: str) -> None:
-        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.socket_path)
-        self._server = await asyncio.start_unix_server(
-            self._helper_connected, path=self.socket_path, limit=1 << 22)
-        os.chmod(self.socket_path, 0o600)
+    def start(self, config: str) -> None:
+        """Listen for the helper, write the configuration, start ExaBGP (in
+        the background: a later ``reconfigure`` before it runs is read by it)."""
+        self.listen()
         self._write_config(config)
-        await self._spawn()
+        loop = asyncio.get_running_loop()
+        self._spawning = loop.create_task(self._spawn())
 
     async def _spawn(self) -> None:
         env = dict(
@@ -145,7 +149,7 @@ class ExaBGP:
         if self._stopping or proc is not self.proc:
             return
         log.error("ExaBGP exited with status %s; restarting it", code)
-        self._writer = None
+        self._detach()
         self._on_exit(code)
         await asyncio.sleep(1.0)
         if not self._stopping:
@@ -196,32 +200,149 @@ class ExaBGP:
             proc.send_signal(signal.SIGUSR1)
         log.error("ExaBGP did not reload its configuration after %d signals", RELOAD_TRIES)
 
-    async def _helper_connected(self, reader: asyncio.StreamReader,
-                                writer: asyncio.StreamWriter) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._writer = writer
-        for line in self._pending:
-            writer.write(line.encode() + b"\n")
-        self._pending.clear()
+    # -- the helper and ExaBGP's pipes ---------------------------------------------
+
+    def listen(self) -> None:
+        """Open the socket ExaBGP's helpers connect to (``start`` does)."""
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.socket_path)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(self.socket_path)
+        os.chmod(self.socket_path, 0o600)
+        listener.listen(4)
+        listener.setblocking(False)
+        asyncio.get_running_loop().add_reader(listener, self._accept)
+        self._listener = listener
+
+    @property
+    def attached(self) -> bool:
+        """A helper has passed ExaBGP's pipes and is alive."""
+        return self._pipes is not None
+
+    def _accept(self) -> None:
+        assert self._listener is not None
         try:
-            while True:
-                raw = await reader.readline()
-                if not raw:
-                    break
-                self._on_line(raw.decode(errors="replace"))
-        finally:
-            if self._writer is writer:
-                self._writer = None
+            conn, _ = self._listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        conn.setblocking(False)
+        asyncio.get_running_loop().add_reader(conn, self._receive_pipes, conn)
+
+    def _receive_pipes(self, conn: socket.socket) -> None:
+        """The helper's first message: ExaBGP's two pipes (its stdin, stdout)."""
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(conn)
+        fds = array.array("i")
+        try:
+            _, ancillary, _, _ = conn.recvmsg(16, socket.CMSG_SPACE(2 * fds.itemsize))
+        except (BlockingIOError, InterruptedError):
+            loop.add_reader(conn, self._receive_pipes, conn)
+            return
+        except OSError as exc:
+            log.warning("ExaBGP's API helper: %s", exc)
+            conn.close()
+            return
+        for level, kind, data in ancillary:
+            if (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS):
+                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+        if len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            log.warning("ExaBGP's API helper connected without its two pipes; ignored")
+            conn.close()
+            return
+        self._read()  # a previous helper's pipe: what ExaBGP wrote there is still news
+        self._detach()
+        read_fd, write_fd = fds
+        for fd in fds:
+            os.set_blocking(fd, False)
+            with contextlib.suppress(OSError):  # a bigger pipe is a nicety, not a need
+                fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+        self._helper, self._pipes = conn, (read_fd, write_fd)
+        loop.add_reader(conn, self._helper_gone, conn)
+        loop.add_reader(read_fd, self._read)
+        pending, self._pending = self._pending, []
+        self.send(pending)
+
+    def _helper_gone(self, conn: socket.socket) -> None:
+        """The helper's connection became readable: it sends nothing more, so
+        this is its end (or junk, treated alike)."""
+        if conn is self._helper:
+            self._read()  # what ExaBGP wrote before it dropped the pipe is still news
+            self._detach()
+        else:
+            asyncio.get_running_loop().remove_reader(conn)
+            conn.close()
+
+    def _detach(self) -> None:
+        """Forget the helper and its pipes; commands wait for the next one."""
+        loop = asyncio.get_running_loop()
+        if self._helper is not None:
+            loop.remove_reader(self._helper)
+            self._helper.close()
+            self._helper = None
+        if self._pipes is not None:
+            read_fd, write_fd = self._pipes
+            loop.remove_reader(read_fd)
+            loop.remove_writer(write_fd)
+            os.close(read_fd)
+            os.close(write_fd)
+            self._pipes = None
+        self._partial = self._out = b""
+
+    def _read(self) -> None:
+        if self._pipes is None:
+            return
+        while True:
+            try:
+                data = os.read(self._pipes[0], READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("reading ExaBGP's messages: %s", exc)
+                data = b""
+            if not data:  # ExaBGP closed its end: it is exiting or dropped the helper
+                asyncio.get_running_loop().remove_reader(self._pipes[0])
+                return
+            *lines, self._partial = (self._partial + data).split(b"\n")
+            for line in lines:
+                self._on_line(line.decode(errors="replace"))
+            if len(data) < READ_SIZE or self._pipes is None:
+                return
 
     def send(self, lines: list[str]) -> None:
-        if self._writer is None:
+        if not lines:
+            return
+        if self._pipes is None:
             self._pending.extend(lines)
             return
-        self._writer.write(b"".join(line.encode() + b"\n" for line in lines))
+        self._out += b"".join(line.encode() + b"\n" for line in lines)
+        self._write()
+
+    def _write(self) -> None:
+        assert self._pipes is not None
+        write_fd = self._pipes[1]
+        try:
+            done = os.write(write_fd, self._out)
+        except (BlockingIOError, InterruptedError):
+            done = 0
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                log.warning("writing to ExaBGP: %s", exc)
+            self._detach()  # ExaBGP is gone; on its restart the sessions start afresh
+            return
+        self._out = self._out[done:]
+        loop = asyncio.get_running_loop()
+        if self._out:
+            loop.add_writer(write_fd, self._write)
+        else:
+            loop.remove_writer(write_fd)
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._spawning is not None:
+            await self._spawning  # an ExaBGP starting now must not outlive us
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             try:
@@ -229,7 +350,10 @@ class ExaBGP:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
-        if self._server is not None:
-            self._server.close()
+        self._detach()
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener)
+            self._listener.close()
+            self._listener = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.socket_path)

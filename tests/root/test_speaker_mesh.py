@@ -146,7 +146,8 @@ def test_speaker_crash_loses_no_packets_and_routes_do_not_flap(mesh):
 
 
 def _helpers_of(speaker_pid: int) -> list[int]:
-    """ExaBGP's API helper processes under a speaker (speaker → exabgp → nc)."""
+    """ExaBGP's API helper processes under a speaker (speaker → exabgp → the
+    helper, which passed its pipes to the speaker and became ``sleep``)."""
     found, todo = [], [speaker_pid]
     while todo:
         pid = todo.pop()
@@ -158,14 +159,14 @@ def _helpers_of(speaker_pid: int) -> list[int]:
         todo += kids
         for kid in kids:
             with contextlib.suppress(FileNotFoundError), open(f"/proc/{kid}/comm") as fh:
-                if fh.read().strip() == "nc.openbsd":
+                if fh.read().strip() == "sleep":
                     found.append(kid)
     return found
 
 
 def test_api_helper_killed_later_announcements_still_arrive(mesh):
-    """The nc between ExaBGP and the speaker dies: ExaBGP starts another, the
-    speaker takes the new connection, and no session is reset."""
+    """ExaBGP's API helper dies: ExaBGP starts another, the speaker takes the
+    pipes it passes, and no session is reset."""
     cluster, pods = mesh
     speaker = cluster.nodes["node-a"].speaker
     assert speaker is not None

@@ -197,13 +197,16 @@ def test_config_refuses_unquotable_values() -> None:
         render_config(NEIGHBORS, ["/usr/bin/socat", "UNIX-CONNECT:/s,retry=5"])
 
 
-def test_helper_is_netcat_on_the_api_socket(tmp_path: FsPath) -> None:
+def test_helper_is_the_pipe_passer_on_the_api_socket(tmp_path: FsPath) -> None:
+    import sys
+
     from pybgp.errors import SpeakerError
     from pybgp.speaker.exabgp_proc import ExaBGP
 
     exa = ExaBGP(str(tmp_path), lambda line: None, lambda code: None)
-    assert exa.helper_argv[0].endswith("/nc.openbsd")
-    assert exa.helper_argv[-2:] == ["-U", f"{tmp_path}/api.sock"]
+    assert exa.helper_argv[:3] == [sys.executable, "-I", "-S"]
+    assert exa.helper_argv[3].endswith("/pybgp/speaker/exabgp_helper.py")
+    assert exa.helper_argv[4] == f"{tmp_path}/api.sock"
     assert "run " + " ".join(exa.helper_argv) in render_config(NEIGHBORS, exa.helper_argv)
     for bad in ("a,b", "a b"):
         with pytest.raises(SpeakerError, match="cannot pass a path"):

@@ -1,0 +1,112 @@
+"""ExaBGP's API helper hands the speaker ExaBGP's pipes (no ExaBGP needed:
+the test holds the pipes' other ends, as ExaBGP would)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from pybgp.speaker.exabgp_proc import ExaBGP
+
+
+async def _until(check, what: str, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+def _read_all(fd: int) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def test_helper_passes_the_pipes_and_its_end_detaches_them(tmp_path: Path) -> None:
+    async def main() -> None:
+        lines: list[str] = []
+        exa = ExaBGP(str(tmp_path), lines.append, lambda code: None)
+        exa.listen()
+        assert oct(os.stat(exa.socket_path).st_mode & 0o777) == "0o600"
+        exa.send(["before the helper"])  # waits for the pipes
+        helper_in, exabgp_out = os.pipe()  # ExaBGP writes its messages here
+        exabgp_in, helper_out = os.pipe()  # ExaBGP reads commands here
+        os.set_blocking(exabgp_in, False)
+        helper = subprocess.Popen(exa.helper_argv, stdin=helper_in, stdout=helper_out)
+        os.close(helper_in)
+        os.close(helper_out)
+        try:
+            await _until(lambda: exa.attached, "the helper's pipes")
+            # the helper is now a sleep holding what ExaBGP watches
+            assert Path(f"/proc/{helper.pid}/comm").read_text().strip() == "sleep"
+            await _until(lambda: _peek(exabgp_in), "the queued command")
+            assert exa._out == b""
+            assert _read_all(exabgp_in) == b"before the helper\n"
+            exa.send(["neighbor 198.18.0.12 announce route 198.19.0.0/26 next-hop self",
+                      "announce eor ipv4 unicast"])
+            assert _read_all(exabgp_in) == (b"neighbor 198.18.0.12 announce route "
+                                            b"198.19.0.0/26 next-hop self\n"
+                                            b"announce eor ipv4 unicast\n")
+            # a line split across writes arrives whole, once
+            os.write(exabgp_out, b'{"type": "state"}\n{"type": "up')
+            await _until(lambda: len(lines) == 1, "the first line")
+            os.write(exabgp_out, b'date"}\n')
+            await _until(lambda: len(lines) == 2, "the second line")
+            assert lines == ['{"type": "state"}', '{"type": "update"}']
+            # the helper dies: the speaker lets go of the pipes, commands wait
+            helper.send_signal(signal.SIGKILL)
+            helper.wait(5)
+            await _until(lambda: not exa.attached, "the pipes to be let go")
+            exa.send(["after the helper"])
+            assert _read_all(exabgp_in) == b""
+        finally:
+            if helper.poll() is None:
+                helper.kill()
+                helper.wait(5)
+            os.close(exabgp_out)
+            os.close(exabgp_in)
+            await exa.stop()
+        assert not os.path.exists(exa.socket_path)
+
+    asyncio.run(main())
+
+
+def _peek(fd: int) -> bool:
+    import select
+
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def test_a_connection_without_pipes_is_dropped(tmp_path: Path) -> None:
+    import socket
+
+    async def main() -> None:
+        exa = ExaBGP(str(tmp_path), lambda line: None, lambda code: None)
+        exa.listen()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(exa.socket_path)
+                s.sendall(b"no pipes here\n")
+                s.setblocking(False)
+                await _until(lambda: _closed(s), "the speaker to drop it")
+            assert not exa.attached
+        finally:
+            await exa.stop()
+
+    asyncio.run(main())
+
+
+def _closed(s) -> bool:
+    try:
+        return s.recv(1) == b""
+    except BlockingIOError:
+        return False
