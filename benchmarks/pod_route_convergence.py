@@ -52,14 +52,16 @@ receipt). Latency = t1 - t0. Each side claims ``--blocks`` new blocks, the
 sides in shuffled order with a jittered pause between claims; every wait is
 bounded by ``--timeout``.
 
-Stages of ours, per block (always): a probe watcher in this process (same
-etcd, same ``Syncer``) timestamps the confirmed affinity's watch event; a
-netlink watcher in A timestamps A's own blackhole; an AF_PACKET socket in A
-timestamps (kernel time) the first BGP UPDATE carrying the block. With
-``--stages`` also ``perf record`` of syscall tracepoints on both relays (the
-speaker ⇄ ExaBGP pipes; kernel timestamps, no ptrace stops): when relay A
-received the command from speaker A and wrote it to ExaBGP A, and when
-relay B got ExaBGP B's JSON and passed it on to speaker B.
+Stages of ours, per block: always, a probe watcher in this process (same
+etcd, same ``Syncer``) timestamps the confirmed affinity's watch event (as
+the confd-like watcher does for the reference). With ``--stages`` only,
+because each wakes a thread of this process on ours' path while the route
+is on its way (the reference has no such observers): a netlink watcher in
+A timestamps A's own blackhole; an AF_PACKET socket in A timestamps
+(kernel time) the first BGP UPDATE carrying the block; ``perf record`` of
+syscall tracepoints on both speakers (kernel timestamps, no ptrace stops)
+marks when speaker A wrote the command to ExaBGP A's pipe and when speaker
+B read ExaBGP B's JSON from its pipe.
 
 The last line is machine-readable:
 ``RESULT ours_ms=<median> bird_ms=<median confd-like> ratio=<ours/bird>``.
@@ -94,8 +96,6 @@ from benchmarks._bird import (
     median,
     mesh_name,
     percentile,
-    proc_name,
-    process_tree,
     start_bird,
     stop_process_group,
     wait_bgp_established,
@@ -224,15 +224,15 @@ class ConfdLike:
         self.blocks = set(blocks)
 
 
-class RelayTrace:
-    """``perf record`` of one relay's syscalls (kernel tracepoints, no ptrace
-    stops): when it received a line and when it passed it on.
+class PipeTrace:
+    """``perf record`` of one speaker's ``read`` and ``write`` calls (kernel
+    tracepoints, no ptrace stops): when it wrote a command to ExaBGP's pipe,
+    or read ExaBGP's JSON from it.
 
-    The relay is ExaBGP's API helper, nc.openbsd: it ``read``s from either side
-    and ``write``s to the other (fd 1 is ExaBGP's pipe). Recorded: exits of
-    ``read`` (with the byte count) and entries of ``write``. A relay is idle
-    between events (the sessions' keepalives never reach it), so the first
-    call of a kind after a mark is the event's.
+    The speaker talks to ExaBGP on the pipes its API helper passed it, with
+    plain ``read``/``write``; its sockets (etcd, netlink, the loop's wake-up)
+    use ``send*``/``recv*``, and its log goes to fd 2. Recorded: exits of
+    ``read`` (with the byte count) and entries of ``write`` (with the fd).
     """
 
     EVENTS = ("syscalls:sys_exit_read", "syscalls:sys_enter_write")
@@ -319,11 +319,15 @@ class Bench:
         for name in REF:
             other = next(oip for o, oip in REF.items() if o != name)
             wait_bgp_established(self.birds[name].ctl, mesh_name(other), 60, step=0.1)
-        a_ns = cluster.nodes["pyb-a"].node.ns
         self.watch = {"ours": RouteWatch(cluster.nodes["pyb-b"].node.ns),
-                      "ours-a": RouteWatch(a_ns),
                       "bird": RouteWatch(self.birds["bird-b"].node.ns)}
-        self.wire = BgpWireWatch(a_ns)
+        # Observers of ours' stages wake a thread of this process on ours'
+        # path (A's blackhole, every BGP segment in A): only with --stages.
+        self.wire: BgpWireWatch | None = None
+        if stages:
+            a_ns = cluster.nodes["pyb-a"].node.ns
+            self.watch["ours-a"] = RouteWatch(a_ns)
+            self.wire = BgpWireWatch(a_ns)
         self.stage_rows: list[dict[str, float | None]] = []  # ours, per block
         self.clock = ConfirmClock(cluster.kv, "pyb-a")
         self.ipam = IPAM(self.clock, "pyb-a")
@@ -349,16 +353,13 @@ class Bench:
         self.kw_done: set[str] = set()
         self.watchers.append(Watcher(endpoint, KW_NODE, self._kernel_watcher))
         self.seen["birdw"] = self.watchers[-1]
-        self.traces: dict[str, RelayTrace] = {}
+        self.traces: dict[str, PipeTrace] = {}
         if stages:
             for name in OURS:
                 cn = cluster.nodes[name]
                 assert cn.speaker is not None
-                relay = [p for p in process_tree(cn.speaker.pid) if proc_name(p) == "nc.openbsd"]
-                if len(relay) != 1:
-                    raise RuntimeError(f"{name}: expected one relay process, found {relay}")
-                self.traces[name] = RelayTrace(topo, cn.node, relay[0],
-                                               workdir / f"perf-{name}.data")
+                self.traces[name] = PipeTrace(topo, cn.node, cn.speaker.pid,
+                                              workdir / f"perf-{name}.data")
 
     def _kernel_watcher(self, blocks: list[str], seen: float) -> None:
         new = [b for b in blocks if b not in self.kw_done]
@@ -369,19 +370,17 @@ class Bench:
                 raise RuntimeError(f"writing blackholes {new}: {res.errors[0]}")
             self.kw_done.update(new)
 
-    def relay_stages(self) -> None:
-        """Add the relays' marks to each block's row (after the perf records stop)."""
+    def pipe_stages(self) -> None:
+        """Add the speakers' pipe marks to each block's row (after the perf
+        records stop)."""
         if not self.traces:
             return
         ta, tb = self.traces["pyb-a"], self.traces["pyb-b"]
         for t in (ta, tb):
             t.stop()
         for row in self.stage_rows:
-            row["relay_a_in"] = ta.first(("sys_exit_read",), row["t0"] - 0.1)  # type: ignore[operator]
-            row["relay_a_out"] = ta.first(("sys_enter_write",), row["relay_a_in"], fd=1)
-            wire = row["wire"]
-            row["relay_b_in"] = tb.first(("sys_exit_read",), None if wire is None else wire)
-            row["relay_b_out"] = tb.first(("sys_enter_write",), row["relay_b_in"], not_fd=1)
+            row["a_cmd"] = ta.first(("sys_enter_write",), row["t0"] - 0.05, not_fd=2)  # type: ignore[operator]
+            row["b_json"] = tb.first(("sys_exit_read",), row.get("wire"))
 
     def close(self) -> None:
         for t in self.traces.values():
@@ -390,7 +389,8 @@ class Bench:
             w.close()
         for rw in self.watch.values():
             rw.close()
-        self.wire.close()
+        if self.wire is not None:
+            self.wire.close()
         self.writer.close()
         self.kw_writer.close()
         for b in self.birds.values():
@@ -432,8 +432,9 @@ class Bench:
         t1 = self.watch["ours"].wait(block, self.timeout)
         row: dict[str, float | None] = {"t0": t0, "t1": t1}
         row["watch"] = self.seen["ours"].first_seen.get(block)
-        row["a_kernel"] = self.watch["ours-a"].wait(block, 1.0)
-        row["wire"] = self.wire.first(block, t0)
+        if self.wire is not None:
+            row["a_kernel"] = self.watch["ours-a"].wait(block, 1.0)
+            row["wire"] = self.wire.first(block, t0)
         self.stage_rows.append(row)
         return None if t1 is None else t1 - t0
 
@@ -464,16 +465,14 @@ def fmt(x: float | None) -> str:
 def _stage_table(rows: list[dict[str, float | None]]) -> list[tuple[str, list[float]]]:
     """Per stage, the per-block durations in ms (blocks lacking a mark are skipped)."""
     chain = [("t0", "watch", "etcd: confirm -> watch event (probe watcher)")]
-    if any("relay_a_in" in r for r in rows):
-        chain += [("watch", "relay_a_in", "speaker A: watch event -> command at relay A"),
-                  ("relay_a_in", "relay_a_out", "relay A -> ExaBGP A's pipe"),
-                  ("relay_a_out", "wire", "ExaBGP A: command -> UPDATE on the wire"),
-                  ("wire", "relay_b_in", "ExaBGP B: UPDATE -> JSON at relay B"),
-                  ("relay_b_in", "relay_b_out", "relay B -> speaker B's socket"),
-                  ("relay_b_out", "t1", "speaker B: JSON -> route in B's kernel")]
-    else:
-        chain += [("watch", "wire", "speaker A + relay + ExaBGP A: -> UPDATE on the wire"),
-                  ("wire", "t1", "ExaBGP B + relay + speaker B: -> route in B's kernel")]
+    if any("a_cmd" in r for r in rows):
+        chain += [("watch", "a_cmd", "speaker A: watch event -> command in ExaBGP A's pipe"),
+                  ("a_cmd", "wire", "ExaBGP A: command -> UPDATE on the wire"),
+                  ("wire", "b_json", "ExaBGP B: UPDATE -> JSON read by speaker B"),
+                  ("b_json", "t1", "speaker B: JSON -> route in B's kernel")]
+    elif any("wire" in r for r in rows):
+        chain += [("watch", "wire", "speaker A + ExaBGP A: -> UPDATE on the wire"),
+                  ("wire", "t1", "ExaBGP B + speaker B: -> route in B's kernel")]
     chain += [("t0", "a_kernel", "(side branch) confirm -> blackhole in A's kernel"),
               ("t0", "t1", "total: confirm -> route in B's kernel")]
     out = []
@@ -493,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a route")
     ap.add_argument("--seed", type=int, default=1, help="seed of the pauses between claims")
     ap.add_argument("--stages", action="store_true",
-                    help="also trace both relays' syscalls with perf for a finer breakdown")
+                    help="also observe ours' stages (A's kernel, the wire, both speakers' "
+                         "pipe I/O with perf) for a finer breakdown")
     args = ap.parse_args(argv)
     if not 1 <= args.blocks <= 15:  # max blocks per host is 20
         ap.error("--blocks: 1..15")
@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
                             time.sleep(rng.uniform(0.5, 2.5))
                 finally:
                     with contextlib.suppress(Exception):
-                        bench.relay_stages()
+                        bench.pipe_stages()
                     stage_rows = bench.stage_rows
                     confd_stages = bench.confd_stages()
                     errors = [e for w in bench.watchers for e in w.errors]
