@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -9,10 +10,10 @@ import textwrap
 from pybgp.speaker import exabgp_main
 
 
-def run_fresh(code: str) -> str:
+def run_fresh(code: str, *args: str) -> str:
     """Run ``code`` in a new interpreter (this one has asyncio loaded already)."""
-    res = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                         text=True, timeout=60)
+    res = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args],
+                         capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     return res.stdout
 
@@ -85,3 +86,128 @@ def test_other_exabgp_releases_run_unchanged(monkeypatch) -> None:
 
     monkeypatch.setattr(exabgp.version, "version", "6.0.0")
     assert exabgp_main.patch() is False
+
+
+def _parts(*codes: str) -> str:
+    return "\n".join(textwrap.dedent(c) for c in codes)
+
+
+# A reactor with two neighbours (different local addresses), loaded from a
+# configuration the speaker renders, without starting anything.
+_REACTOR = """
+    import json, os, sys
+    from pybgp.speaker import exabgp_api as exa
+    conf = os.path.join(sys.argv[1], "exabgp.conf")
+    neighbors = [exa.NeighborConfig(
+        address=peer, local_address=local, router_id="198.18.0.11", local_as=64512,
+        peer_as=64512, passive=False, md5_password=None, graceful_restart=120, port=179,
+        listen_port=179, description=name)
+        for name, peer, local in (("Mesh_198_18_0_12", "198.18.0.12", "198.18.0.11"),
+                                  ("Global_198_18_1_1", "198.18.1.1", "198.18.1.11"))]
+    with open(conf, "w") as fh:
+        fh.write(exa.render_config(neighbors, ["/bin/true"], manual_eor=True))
+    os.environ.update({"exabgp.log.destination": os.path.join(sys.argv[1], "log"),
+                       "exabgp.daemon.user": "root"})
+    from exabgp.environment import getenv
+    from exabgp.logger.option import option
+    option.setup(getenv())
+    from exabgp.configuration.configuration import Configuration
+    from exabgp.reactor.loop import Reactor
+    reactor = Reactor(Configuration([conf]))
+    assert reactor.reload()
+    api, peers = reactor.api, list(reactor.configuration.neighbors)
+"""
+
+# What makes two changes the same to ExaBGP: everything it reads of them.
+_DESCRIBE = """
+    def describe(change):
+        nlri = change.nlri
+        return (type(nlri).__name__, repr(nlri.afi), repr(nlri.safi), repr(nlri.action),
+                str(nlri.nexthop), type(nlri.nexthop).__name__, nlri.cidr.pack_nlri(),
+                change.extensive(), change.index(), change.attributes.index(),
+                [(code, repr(value)) for code, value in sorted(change.attributes.items())],
+                nlri.path_info.json())
+"""
+
+_COMMANDS = [
+    "announce attributes next-hop self origin igp nlri 198.19.0.0/26",
+    "announce attributes next-hop self origin igp nlri 198.19.0.64/26 198.19.3.7/32",
+    "announce attributes next-hop self origin igp nlri 198.19.0.128/26",
+    "announce attributes next-hop 198.18.0.11 origin igp local-preference 100 nlri 198.19.9.0/26",
+    "announce attributes next-hop 198.18.0.11 origin igp local-preference 100 nlri 198.19.9.64/26",
+    "announce attributes next-hop self origin igp community [ 64512:1 64512:2 ] "
+    "nlri 198.19.4.0/26 198.19.4.64/26",
+    "announce attributes next-hop self origin igp community [ 64512:1 64512:2 ] nlri 198.19.5.0/26",
+    "announce attributes next-hop self origin igp nlri 2001:db8::/122",
+    "announce attributes next-hop self origin igp nlri 2001:db8::40/122 2001:db8::1/128",
+    "announce attributes next-hop self origin igp label 20 nlri 198.19.6.0/26",
+    "announce attributes next-hop self origin igp nlri 198.19.7.0/26 not-a-prefix",
+]
+
+
+def test_announcements_parse_to_what_exabgp_s_parser_makes(tmp_path) -> None:
+    """Every command through ExaBGP's parser and through the launcher's
+    (twice: the second time from what it kept of the first): the same
+    changes, one attributes object per command shared by its prefixes."""
+    out = run_fresh(_parts(_REACTOR, _DESCRIBE, """
+        from pybgp.speaker import exabgp_main
+        commands = json.loads(sys.argv[2])
+        def run():
+            made = []
+            for command in commands:
+                try:
+                    changes = api.api_attributes(command, peers)
+                except Exception as exc:
+                    made.append(("error", type(exc).__name__))
+                    continue
+                made.append(([describe(c) for c in changes],
+                             len({id(c.attributes) for c in changes}),
+                             [c.attributes for c in changes]))
+            return made
+        stock = run()
+        assert exabgp_main.patch()
+        first, second = run(), run()
+        same = [s[:2] == f[:2] == t[:2] for s, f, t in zip(stock, first, second)]
+        fresh = [f[2][0] is not t[2][0] for f, t in zip(first, second) if f[0] != "error" and f[0]]
+        print(same.count(True), len(same), all(fresh),
+              sum(s[0] != "error" and bool(s[0]) for s in stock))
+    """), str(tmp_path), json.dumps(_COMMANDS))
+    same, total, fresh, parsed = out.split()
+    assert same == total == str(len(_COMMANDS))
+    assert fresh == "True"  # a command's attributes are its own, not the last command's
+    assert int(parsed) >= 9  # the corpus was parsed, not refused
+
+
+def test_next_hop_self_gives_each_neighbour_its_address(tmp_path) -> None:
+    """The same changes injected for two neighbours through ExaBGP's
+    remove_self and the launcher's: the same per-neighbour changes (each
+    with its own local address as next hop) and the original untouched."""
+    out = run_fresh(_parts(_REACTOR, _DESCRIBE, """
+        from pybgp.speaker import exabgp_main
+        from exabgp.bgp.message import Action
+        commands = ["announce attributes next-hop self origin igp nlri 198.19.0.0/26",
+                    "announce attributes next-hop 198.18.0.11 origin igp nlri 198.19.1.0/26",
+                    "announce attributes next-hop self origin igp nlri 2001:db8::/122"]
+        def run():
+            made = []
+            for command in commands:
+                for change in api.api_attributes(command, peers):
+                    change.nlri.action = Action.ANNOUNCE
+                    before = describe(change)
+                    per_neighbor = []
+                    for p in peers:
+                        try:
+                            per_neighbor.append(describe(
+                                reactor.configuration.neighbors[p].remove_self(change)))
+                        except TypeError as exc:  # next-hop self, IPv6 route, IPv4 session
+                            per_neighbor.append(("error", str(exc)))
+                    made.append((per_neighbor, describe(change) == before))
+            return made
+        stock = run()
+        assert exabgp_main.patch()
+        patched = run()
+        hops = sorted({d[4] for per, _ in patched for d in per if d[0] != "error"})
+        print(stock == patched, all(kept for _, kept in patched), hops)
+    """), str(tmp_path))
+    assert out.startswith("True True ")
+    assert "198.18.0.11" in out and "198.18.1.11" in out  # each neighbour's own address
