@@ -146,7 +146,7 @@ class Bird:
         stop_process_group(self.proc, timeout)
 
 
-def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+def stop_process_group(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
     """SIGTERM the group we started (its own session), then SIGKILL; by PID only."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -494,6 +494,48 @@ class RouteWatch:
         self._stop = True
         self._thread.join(5)
         self._sock.close()
+
+
+class RouteClock:
+    """Like :class:`RouteWatch` for several namespaces, with the time read by
+    a process of its own (``benchmarks._route_clock``): not delayed while
+    this process's other threads hold the GIL. ``wait(netns, prefix)``."""
+
+    def __init__(self, namespaces: Sequence[str]) -> None:
+        import sys
+
+        self.seen: dict[tuple[str, str], float] = {}
+        self._cv = threading.Condition()
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks._route_clock",
+                                      *namespaces], stdout=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            self.close()
+            raise RuntimeError("the route clock did not start")
+        self._thread = threading.Thread(target=self._run, name="route-clock", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            netns, prefix, ts = line.split()
+            with self._cv:
+                self.seen.setdefault((netns, prefix), float(ts))
+                self._cv.notify_all()
+
+    def wait(self, netns: str, prefix: str, timeout: float) -> float | None:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while (netns, prefix) not in self.seen:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cv.wait(left)
+            return self.seen[(netns, prefix)]
+
+    def close(self) -> None:
+        stop_process_group(self.proc)
 
 
 class BgpWireWatch(_NetnsThread):
