@@ -40,7 +40,6 @@ anything of pybgp beyond this module (it runs inside ExaBGP's process).
 
 from __future__ import annotations
 
-import copy
 import importlib
 import re
 import sys
@@ -106,66 +105,92 @@ _STOCK_REMOVE_SELF: Any = None
 # the words that make the parser do more than read attributes.
 _ANNOUNCE = re.compile(
     r"announce attributes (?P<attrs>(?:(?!\b(?:label|rd|route-distinguisher|"
-    r"path-information|split|nlri)\b)\S+ )+)nlri (?P<nlri>\S+(?: \S+)*)")
-_TEMPLATES: dict[tuple[str, Any, Any], tuple[Any, Any, Any, Any, Any]] = {}
+    r"path-information|split|extended-community|nlri)\b)\S+ )+)nlri (?P<nlri>\S+(?: \S+)*)")
+_TEMPLATES: dict[tuple[str, Any, Any], tuple[Any, ...]] = {}
 _TEMPLATES_MAX = 64  # the speaker uses a handful of attribute texts
 
 
 def api_attributes(self: Any, command: str, peers: Any) -> Any:
     """``API.api_attributes`` with the attribute text parsed once (change 3)."""
-    from exabgp.bgp.message import Action
-    from exabgp.bgp.message.update.nlri import CIDR
-    from exabgp.configuration.static.parser import prefix
-    from exabgp.protocol.ip import IP
-    from exabgp.rib.change import Change
-
     match = _ANNOUNCE.fullmatch(command)
     if match is None:
         return _STOCK_API_ATTRIBUTES(self, command, peers)
+    x = _EXABGP
     try:
-        ipmasks = [prefix(lambda token=token: token) for token in match["nlri"].split(" ")]
+        ipmasks = [x.prefix(lambda token=token: token) for token in match["nlri"].split(" ")]
     except Exception:  # noqa: BLE001 - ExaBGP's parser says what is wrong, as it would
         return _STOCK_API_ATTRIBUTES(self, command, peers)
     last = ipmasks[-1].top()  # the parser takes the family from the last prefix
-    key = (match["attrs"], IP.toafi(last), IP.tosafi(last))
+    key = (match["attrs"], x.IP.toafi(last), x.IP.tosafi(last))
     template = _TEMPLATES.get(key)
     if template is None:
         changes = _STOCK_API_ATTRIBUTES(self, command, peers)
         if changes and len(_TEMPLATES) < _TEMPLATES_MAX:
             nlri = changes[0].nlri
             _TEMPLATES[key] = (type(nlri), nlri.afi, nlri.safi, nlri.nexthop,
-                               copy.copy(changes[0].attributes))
+                               changes[0].attributes.copy(), changes[0].attributes.cacheable)
         return changes
-    cls, afi, safi, nexthop, attributes = template
-    attributes = copy.copy(attributes)  # one per command, shared by its prefixes
+    cls, afi, safi, nexthop, values, cacheable = template
+    attributes = x.Attributes()  # one per command, shared by its prefixes, as parsed
+    dict.update(attributes, values)
+    attributes.cacheable = cacheable
     changes = []
     for ipmask in ipmasks:
-        nlri = cls(afi, safi, Action.UNSET)
-        nlri.cidr = CIDR(ipmask.pack(), ipmask.mask)
+        nlri = cls(afi, safi, x.Action.UNSET)
+        nlri.cidr = x.CIDR(ipmask.pack(), ipmask.mask)
         nlri.nexthop = nexthop
-        changes.append(Change(nlri, attributes))
+        changes.append(x.Change(nlri, attributes))
     return changes
+
+
+def _shallow_copy(obj: Any) -> Any:
+    """``copy.copy`` for ExaBGP's NLRI and Attributes classes (plain
+    ``__dict__``, a dict subclass without its own ``__setitem__``), without
+    the generic ``__reduce_ex__`` round trip."""
+    cls: Any = type(obj)
+    new = cls.__new__(cls)
+    new.__dict__.update(obj.__dict__)
+    if isinstance(obj, dict):
+        dict.update(new, obj)
+    return new
 
 
 def remove_self(self: Any, changes: Any) -> Any:
     """``Neighbor.remove_self`` copying only what ``next-hop self`` changes (change 4)."""
-    from exabgp.bgp.message.update.attribute import Attribute, NextHop
-    from exabgp.rib.change import Change
-
     if not changes.nlri.nexthop.SELF:
         return _STOCK_REMOVE_SELF(self, changes)
-    nlri = copy.copy(changes.nlri)
-    attributes = copy.copy(changes.attributes)
+    x = _EXABGP
+    nlri = _shallow_copy(changes.nlri)
+    attributes = _shallow_copy(changes.attributes)
     neighbor_self = self.ip_self(nlri.afi)
     nlri.nexthop = neighbor_self
-    if Attribute.CODE.NEXT_HOP in attributes:
-        attributes[Attribute.CODE.NEXT_HOP] = NextHop(str(neighbor_self), neighbor_self.pack())
-    return Change(nlri, attributes)
+    if x.Attribute.CODE.NEXT_HOP in attributes:
+        attributes[x.Attribute.CODE.NEXT_HOP] = x.NextHop(str(neighbor_self), neighbor_self.pack())
+    return x.Change(nlri, attributes)
+
+
+class _Names:
+    """ExaBGP's names the changes use, bound once by :func:`patch`."""
+
+    def __init__(self) -> None:
+        from exabgp.bgp.message import Action
+        from exabgp.bgp.message.update.attribute import Attribute, Attributes, NextHop
+        from exabgp.bgp.message.update.nlri import CIDR
+        from exabgp.configuration.static.parser import prefix
+        from exabgp.protocol.ip import IP
+        from exabgp.rib.change import Change
+
+        self.Action, self.Attribute, self.Attributes, self.NextHop = (
+            Action, Attribute, Attributes, NextHop)
+        self.CIDR, self.prefix, self.IP, self.Change = CIDR, prefix, IP, Change
+
+
+_EXABGP: Any = None
 
 
 def patch() -> bool:
     """Apply the changes when ExaBGP is a checked release; applied?"""
-    global _STOCK_RUN, _STOCK_API_ATTRIBUTES, _STOCK_REMOVE_SELF
+    global _STOCK_RUN, _STOCK_API_ATTRIBUTES, _STOCK_REMOVE_SELF, _EXABGP
     from exabgp.version import version
 
     if not version.startswith(CHECKED):
@@ -179,6 +204,7 @@ def patch() -> bool:
     if not all(hasattr(ASYNC, a) for a in ("run", "_run_async", "_is_coroutine")) or not (
             hasattr(API, "api_attributes") and hasattr(Neighbor, "remove_self")):
         return False
+    _EXABGP = _Names()
     _STOCK_RUN, ASYNC.run = ASYNC.run, run_callbacks
     _STOCK_API_ATTRIBUTES, API.api_attributes = API.api_attributes, api_attributes
     _STOCK_REMOVE_SELF, Neighbor.remove_self = Neighbor.remove_self, remove_self
