@@ -75,7 +75,8 @@ class SpeakerDaemon:
         self.speaker = Speaker(Inputs(opts.node, opts.secrets_dir), matches,
                                startup_hold=opts.startup_hold)
         self.kernel = KernelSync(protocol=SPEAKER_PROTOCOL)
-        self.exabgp = ExaBGP(opts.state_dir, self._from_exabgp, self._exabgp_exited)
+        self.exabgp = ExaBGP(opts.state_dir, self._from_exabgp, self._exabgp_exited,
+                             on_lines_read=self._drain)
         self.prefixes = [f"{KEY_PREFIX}{p}/" for p in RESOURCE_PLURALS]
         self.prefixes.append(affinities_prefix(opts.node))
         self.unsynced = set(self.prefixes)
@@ -107,7 +108,9 @@ class SpeakerDaemon:
             self.loop.call_soon(self._drain)
 
     def _from_exabgp(self, line: str) -> None:
-        self._event("exabgp", line)
+        # No drain scheduled: ExaBGP's reader drains once it has handed over
+        # a read's lines (a scheduled drain would wait a turn of the loop).
+        self.queue.append(("exabgp", line))
 
     def _exabgp_exited(self, code: int) -> None:
         # Every session died with it: tell the core, as ExaBGP itself cannot.

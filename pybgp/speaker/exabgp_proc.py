@@ -64,6 +64,7 @@ class ExaBGP:
         on_line: Callable[[str], None],
         on_exit: Callable[[int], None],
         *,
+        on_lines_read: Callable[[], None] | None = None,
         exabgp: str | None = None,
     ):
         self.state_dir = state_dir
@@ -76,6 +77,7 @@ class ExaBGP:
                                              "pybgp.speaker.exabgp_main"]
         self.helper_argv = self._helper_command(self.socket_path)
         self._on_line = on_line
+        self._on_lines_read = on_lines_read  # after each read's lines: act on them now
         self._on_exit = on_exit
         self._listener: socket.socket | None = None
         self._helper: socket.socket | None = None  # the live helper's connection
@@ -292,24 +294,29 @@ class ExaBGP:
         self._partial = self._out = b""
 
     def _read(self) -> None:
-        if self._pipes is None:
-            return
-        while True:
-            try:
-                data = os.read(self._pipes[0], READ_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.warning("reading ExaBGP's messages: %s", exc)
-                data = b""
-            if not data:  # ExaBGP closed its end: it is exiting or dropped the helper
-                asyncio.get_running_loop().remove_reader(self._pipes[0])
-                return
-            *lines, self._partial = (self._partial + data).split(b"\n")
-            for line in lines:
-                self._on_line(line.decode(errors="replace"))
-            if len(data) < READ_SIZE or self._pipes is None:
-                return
+        """Hand over every whole line ExaBGP wrote, then ``on_lines_read`` once."""
+        delivered = False
+        try:
+            while self._pipes is not None:
+                try:
+                    data = os.read(self._pipes[0], READ_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    log.warning("reading ExaBGP's messages: %s", exc)
+                    data = b""
+                if not data:  # ExaBGP closed its end: it is exiting or dropped the helper
+                    asyncio.get_running_loop().remove_reader(self._pipes[0])
+                    return
+                *lines, self._partial = (self._partial + data).split(b"\n")
+                for line in lines:
+                    self._on_line(line.decode(errors="replace"))
+                delivered |= bool(lines)
+                if len(data) < READ_SIZE:
+                    return
+        finally:
+            if delivered and self._on_lines_read is not None:
+                self._on_lines_read()
 
     def send(self, lines: list[str]) -> None:
         if not lines:

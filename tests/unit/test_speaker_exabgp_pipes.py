@@ -110,3 +110,36 @@ def _closed(s) -> bool:
         return s.recv(1) == b""
     except BlockingIOError:
         return False
+
+
+def test_lines_of_one_read_are_followed_by_one_lines_read_call(tmp_path: Path) -> None:
+    """The speaker acts on ExaBGP's lines as soon as a read's lines are in:
+    ``on_lines_read`` runs once after them (not once per line, not a loop
+    turn later), and not for a read that completed no line."""
+    async def main() -> None:
+        events: list[str] = []
+        exa = ExaBGP(str(tmp_path), events.append, lambda code: None,
+                     on_lines_read=lambda: events.append("<read>"))
+        exa.listen()
+        helper_in, exabgp_out = os.pipe()
+        exabgp_in, helper_out = os.pipe()
+        helper = subprocess.Popen(exa.helper_argv, stdin=helper_in, stdout=helper_out)
+        os.close(helper_in)
+        os.close(helper_out)
+        try:
+            await _until(lambda: exa.attached, "the helper's pipes")
+            os.write(exabgp_out, b"one\ntwo\nthr")
+            await _until(lambda: "<read>" in events, "the first read")
+            os.write(exabgp_out, b"ee")  # no whole line: nothing to act on
+            await asyncio.sleep(0.1)
+            os.write(exabgp_out, b"\n")
+            await _until(lambda: events.count("<read>") == 2, "the second read")
+            assert events == ["one", "two", "<read>", "three", "<read>"]
+        finally:
+            helper.kill()
+            helper.wait(5)
+            os.close(exabgp_out)
+            os.close(exabgp_in)
+            await exa.stop()
+
+    asyncio.run(main())
