@@ -497,18 +497,24 @@ class RouteWatch:
 
 
 class RouteClock:
-    """Like :class:`RouteWatch` for several namespaces, with the time read by
-    a process of its own (``benchmarks._route_clock``): not delayed while
-    this process's other threads hold the GIL. ``wait(netns, prefix)``."""
+    """Like :class:`RouteWatch` for several namespaces, and when a node's
+    affinity was first seen confirmed in etcd, with the time read by a
+    process of its own (``benchmarks._route_clock``): not delayed while this
+    process's other threads hold the GIL. ``wait(netns, prefix)``,
+    ``wait("etcd", block)``."""
 
-    def __init__(self, namespaces: Sequence[str]) -> None:
+    def __init__(self, namespaces: Sequence[str], etcd: str | None = None,
+                 nodes: Sequence[str] = ()) -> None:
         import sys
 
         self.seen: dict[tuple[str, str], float] = {}
         self._cv = threading.Condition()
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks._route_clock",
-                                      *namespaces], stdout=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+        argv = [sys.executable, "-m", "benchmarks._route_clock"]
+        if etcd is not None:
+            argv += ["--etcd", etcd] + [a for n in nodes for a in ("--node", n)]
+        # It exits when our end of its stdin closes, however this process ends.
+        self.proc = subprocess.Popen([*argv, *namespaces], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, start_new_session=True)
         assert self.proc.stdout is not None
         if self.proc.stdout.readline().strip() != "ready":
             self.close()
@@ -519,20 +525,21 @@ class RouteClock:
     def _run(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            netns, prefix, ts = line.split()
+            words = line.split()
+            key = (words[1], words[2]) if words[0] == "route" else ("etcd", words[1])
             with self._cv:
-                self.seen.setdefault((netns, prefix), float(ts))
+                self.seen.setdefault(key, float(words[-1]))
                 self._cv.notify_all()
 
-    def wait(self, netns: str, prefix: str, timeout: float) -> float | None:
+    def wait(self, where: str, prefix: str, timeout: float) -> float | None:
         deadline = time.monotonic() + timeout
         with self._cv:
-            while (netns, prefix) not in self.seen:
+            while (where, prefix) not in self.seen:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 self._cv.wait(left)
-            return self.seen[(netns, prefix)]
+            return self.seen[(where, prefix)]
 
     def close(self) -> None:
         stop_process_group(self.proc)

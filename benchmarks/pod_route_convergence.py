@@ -11,10 +11,10 @@ of nodes of the same shape, iBGP full mesh (AS 64512), side by side:
   as the CNI plugin takes it; when A's current block is full (it is filled
   first, without a new claim) the allocation claims a NEW block: pending
   affinity, block, *confirmed* affinity. t0 = the commit of the confirming
-  transaction as this process first learns of it: the earlier of etcd's
-  acknowledgement (a proxy over the IPAM's store timestamps it) and this
-  process's own watch event for the key (the ack often arrives ~0.3 ms after
-  the watch event, sometimes a few ms when its thread waits for the GIL).
+  transaction as first learnt of: the earlier of etcd's acknowledgement (a
+  proxy over the IPAM's store timestamps it) and the route clock's watch
+  event for the key (below; the ack is read by a thread of this process,
+  a few ms late when it waits for the GIL).
   The speaker on A sees the confirmed affinity, installs the blackhole and
   advertises the block; the speaker on B installs the route.
 - reference: ``bird-a`` (198.18.0.21) and ``bird-b`` (198.18.0.22), BIRD 2
@@ -24,8 +24,10 @@ of nodes of the same shape, iBGP full mesh (AS 64512), side by side:
 
 The reference is run three ways:
 
-- **confd-like** (the RESULT's ``bird_ms``): what Calico does. A small etcd
-  watcher (the speaker's own ``Syncer``) plays confd for node ``bird-a``: on
+- **confd-like** (the RESULT's ``bird_ms``): what Calico does. A small
+  process (``benchmarks._confd_like``, an etcd watcher with the speaker's own
+  ``Syncer``; a process of its own, as confd is, not a thread waiting for
+  this process's GIL) plays confd for node ``bird-a``: on
   every change under ``/calico/ipam/v2/host/bird-a/ipv4/block/`` it renders
   A's whole BIRD configuration with a ``protocol static`` holding
   ``route <block> blackhole;`` for every block confirmed affine to A and the
@@ -47,17 +49,17 @@ The reference is run three ways:
   A's kernel itself; t0 = netlink acknowledged the write.
 
 t1 = when B's kernel announces the route (a netlink socket subscribed to
-RTNLGRP_IPV4_ROUTE inside B's namespace, timestamped on receipt by a small
-process of its own, ``benchmarks._route_clock``, for both sides: a thread of
-this process read the clock only once it had the GIL, which the IPAM
-client's thread, still working on the claim's allocation, could hold for
-milliseconds). Latency = t1 - t0. Each side claims ``--blocks`` new blocks, the
-sides in shuffled order with a jittered pause between claims; every wait is
-bounded by ``--timeout``.
+RTNLGRP_IPV4_ROUTE inside B's namespace). t1, and the watch event of t0,
+are timestamped on receipt by a small process of its own,
+``benchmarks._route_clock``, for every side: a thread of this process read
+the clock only once it had the GIL, which the IPAM client's thread, still
+working on the claim's allocation, could hold for milliseconds. Latency =
+t1 - t0. Each side claims ``--blocks`` new blocks, the sides in shuffled
+order with a jittered pause between claims; every wait is bounded by
+``--timeout``.
 
-Stages of ours, per block: always, a probe watcher in this process (same
-etcd, same ``Syncer``) timestamps the confirmed affinity's watch event (as
-the confd-like watcher does for the reference). With ``--stages`` only,
+Stages of ours, per block: always, the route clock's watch event for the
+confirmed affinity (the same ``Syncer`` as the speaker's). With ``--stages`` only,
 because each wakes a thread of this process on ours' path while the route
 is on its way (the reference has no such observers): a netlink watcher in
 A timestamps A's own blackhole; an AF_PACKET socket in A timestamps
@@ -104,12 +106,12 @@ from benchmarks._bird import (
     stop_process_group,
     wait_bgp_established,
 )
+from benchmarks._confd_like import confirmed_blocks
 from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
 from pybgp.datastore.kv import Put
 from pybgp.datastore.syncer import InSync, Syncer, Update
 from pybgp.ipam import IPAM, Pool
-from pybgp.ipam.keys import affinities_prefix, parse_affinity_key
-from pybgp.ipam.records import Affinity
+from pybgp.ipam.keys import affinities_prefix
 from pybgp.kernel_sync.desired import RTPROT_STATIC, Plan, blackhole
 from pybgp.kernel_sync.netlink import RouteWriter
 from pybgp.testing.cluster import Cluster
@@ -154,16 +156,6 @@ class ConfirmClock:
         return int(rev)
 
 
-def confirmed_blocks(cache: dict[str, tuple[bytes, int]]) -> list[str]:
-    """The blocks of a node's affinity keys whose affinity is confirmed, in key order."""
-    out = []
-    for key in sorted(cache):
-        parsed = parse_affinity_key(key)
-        if parsed is not None and Affinity.decode(cache[key][0]).state == "confirmed":
-            out.append(str(parsed[1]))
-    return out
-
-
 class Watcher:
     """A thread following one node's affinities with the speaker's ``Syncer``;
     ``on_change(blocks, seen)`` runs on every update with the confirmed blocks."""
@@ -196,36 +188,37 @@ class Watcher:
 
 
 class ConfdLike:
-    """confd's part for a BIRD node: render, write if changed, ``birdc configure``.
+    """confd's part for a BIRD node, as a process of its own
+    (``benchmarks._confd_like``: render, write if changed, ``birdc configure``).
 
     ``stages[block] = (watch event seen, config written, birdc returned)``.
     """
 
-    def __init__(self, bird: Bird, render: Callable[[list[str]], str]) -> None:
-        self.bird, self.render = bird, render
-        self.conf_path = bird.dir / "bird.conf"
-        self.last = self.conf_path.read_text()
-        self.blocks: set[str] = set()
+    def __init__(self, endpoint: str, node: str, bird: Bird, render: dict[str, Any]) -> None:
         self.stages: dict[str, tuple[float, float, float]] = {}
-        self.birdc = shutil.which("birdc") or "birdc"
+        self.errors: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks._confd_like", "--etcd", endpoint, "--node", node,
+             "--dir", str(bird.dir), "--render", json.dumps(render)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != "ready":
+            self.close()
+            raise RuntimeError("the confd-like process did not start")
+        self.thread = threading.Thread(target=self._run, name=f"confd-{node}", daemon=True)
+        self.thread.start()
 
-    def __call__(self, blocks: list[str], seen: float) -> None:
-        conf = self.render(blocks)
-        if conf == self.last:
-            return  # confd reloads only when the rendered file differs
-        tmp = self.conf_path.with_suffix(".tmp")
-        tmp.write_text(conf)
-        os.replace(tmp, self.conf_path)
-        written = time.time()
-        r = subprocess.run([self.birdc, "-s", str(self.bird.dir / "bird.ctl"), "configure"],
-                           capture_output=True, text=True, timeout=10, check=False)
-        done = time.time()
-        self.last = conf
-        if "Reconfigur" not in r.stdout:
-            raise RuntimeError(f"birdc configure: {r.stdout.strip()} {r.stderr.strip()}")
-        for b in set(blocks) - self.blocks:
-            self.stages[b] = (seen, written, done)
-        self.blocks = set(blocks)
+    def _run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            words = line.split()
+            if words and words[0] == "stage":
+                self.stages[words[1]] = (float(words[2]), float(words[3]), float(words[4]))
+            elif words:
+                self.errors.append(line.strip())
+
+    def close(self) -> None:
+        stop_process_group(self.proc)
 
 
 class PipeTrace:
@@ -305,29 +298,30 @@ class Bench:
         for name in OURS:
             cluster.start_speaker(name, startup_hold=5.0)
         self.birds: dict[str, Bird] = {}
-        self.render: dict[str, Callable[[list[str]], str]] = {}
+        # What the confd-like process renders BIRD's configuration from.
+        self.render_args: dict[str, dict[str, Any]] = {}
         for name, ip in REF.items():
             node = topo.add_node(name, f"{ip}/24")
             peers = [BgpNeighbor(mesh_name(oip), oip, NODE_AS,
                                  passive=ipaddress.IPv4Address(oip) > ipaddress.IPv4Address(ip))
                      for other, oip in REF.items() if other != name]
-
-            def render(blocks: list[str], ip: str = ip,
-                       peers: list[BgpNeighbor] = peers) -> str:
-                return calico_config(ip, NODE_AS, peers, pools=REF_POOLS, blocks=blocks)
-
-            self.render[name] = render
-            self.birds[name] = start_bird(topo, node, workdir, name, render([]))
+            self.render_args[name] = {
+                "router_id": ip, "asn": NODE_AS, "pools": REF_POOLS,
+                "neighbors": [[p.name, p.address, p.asn, p.passive] for p in peers]}
+            self.birds[name] = start_bird(topo, node, workdir, name,
+                                          calico_config(ip, NODE_AS, peers, pools=REF_POOLS))
         for name in OURS:
             cluster.wait_established(name, 1, timeout=60)
         for name in REF:
             other = next(oip for o, oip in REF.items() if o != name)
             wait_bgp_established(self.birds[name].ctl, mesh_name(other), 60, step=0.1)
-        # t1, both sides: B's kernel announcing the route, timed by a process
-        # of its own (this one's threads would read the clock late).
+        # t0 and t1, every side: the confirm seen in etcd and B's kernel
+        # announcing the route, timed by a process of its own (this one's
+        # threads would read the clock late).
         self.b_ns = {"ours": cluster.nodes["pyb-b"].node.ns,
                      "bird": self.birds["bird-b"].node.ns}
-        self.t1_clock = RouteClock(list(self.b_ns.values()))
+        self.timer = RouteClock(list(self.b_ns.values()), cluster.etcd.endpoint,
+                                ["pyb-a", "bird-a", KW_NODE])
         self.watch: dict[str, RouteWatch] = {}
         # Observers of ours' stages wake a thread of this process on ours'
         # path (A's blackhole, every BGP segment in A): only with --stages.
@@ -344,23 +338,18 @@ class Bench:
         self.ref_blocks = list(ipaddress.ip_network(REF_BLOCKS).subnets(new_prefix=26))
         self.claims: dict[str, int] = {"ours": 0, "confd": 0, "birdw": 0}
         endpoint = cluster.etcd.endpoint
-        # A probe on ours' affinities: when a watcher of etcd learns of the confirm.
-        self.watchers = [Watcher(endpoint, "pyb-a", lambda blocks, seen: None)]
-        self.seen = {"ours": self.watchers[0]}
         # confd-like: node bird-a's confirmed blocks -> static routes in BIRD's config.
-        self.confd = ConfdLike(self.birds["bird-a"], self.render["bird-a"])
+        self.confd = ConfdLike(endpoint, "bird-a", self.birds["bird-a"],
+                               self.render_args["bird-a"])
         self.wclock = {"confd": ConfirmClock(cluster.kv, "bird-a"),
                        "birdw": ConfirmClock(cluster.kv, KW_NODE)}
         self.wipam = {"confd": IPAM(self.wclock["confd"], "bird-a"),
                       "birdw": IPAM(self.wclock["birdw"], KW_NODE)}
         self.wpools = {"confd": [Pool(REF_CONFD)], "birdw": [Pool(REF_KWATCH)]}
-        self.watchers.append(Watcher(endpoint, "bird-a", self.confd))
-        self.seen["confd"] = self.watchers[-1]
         # kernel-learn shortcut: node bird-a-kw's confirmed blocks -> kernel blackholes in A.
         self.kw_writer = RouteWriter(self.birds["bird-a"].node.ns)
         self.kw_done: set[str] = set()
-        self.watchers.append(Watcher(endpoint, KW_NODE, self._kernel_watcher))
-        self.seen["birdw"] = self.watchers[-1]
+        self.watchers = [Watcher(endpoint, KW_NODE, self._kernel_watcher)]
         self.traces: dict[str, PipeTrace] = {}
         if stages:
             for name in OURS:
@@ -395,9 +384,10 @@ class Bench:
             t.stop()
         for w in self.watchers:
             w.close()
+        self.confd.close()
         for rw in self.watch.values():
             rw.close()
-        self.t1_clock.close()
+        self.timer.close()
         if self.wire is not None:
             self.wire.close()
         self.writer.close()
@@ -425,22 +415,18 @@ class Bench:
         block = str(ips[0].network)
         if not new[0][0].endswith(block.replace("/", "-")):
             raise RuntimeError(f"address {ips[0]} is not in the new block {new[0][0]}")
-        # t0: the commit as this process first learns of it. The transaction's
-        # ack usually reaches us a little after this process's own watcher has
-        # the event (the timestamps disagree by ~0.3 ms, sometimes by a few ms
-        # when the acking thread waits for the GIL), so take the earlier one.
+        # t0: the commit as first learnt of: the earlier of the transaction's
+        # ack (read by this process's IPAM thread, late when it waits for
+        # the GIL) and the route clock's watch event.
         acked = new[0][1]
-        seen = self.seen[side].first_seen.get(block)
-        if seen is None:
-            time.sleep(0.05)  # the watcher is a thread of this process: let it catch up
-            seen = self.seen[side].first_seen.get(block)
+        seen = self.timer.wait("etcd", block, 1.0)
         return block, acked if seen is None else min(acked, seen)
 
     def ours(self, i: int) -> float | None:
         block, t0 = self._claim("ours", self.clock, self.ipam, self.pools, "pyb-a", i)
-        t1 = self.t1_clock.wait(self.b_ns["ours"], block, self.timeout)
+        t1 = self.timer.wait(self.b_ns["ours"], block, self.timeout)
         row: dict[str, float | None] = {"t0": t0, "t1": t1}
-        row["watch"] = self.seen["ours"].first_seen.get(block)
+        row["watch"] = self.timer.wait("etcd", block, 1.0)
         if self.wire is not None:
             row["a_kernel"] = self.watch["ours-a"].wait(block, 1.0)
             row["wire"] = self.wire.first(block, t0)
@@ -451,7 +437,7 @@ class Bench:
         node = "bird-a" if side == "confd" else KW_NODE
         block, t0 = self._claim(side, self.wclock[side], self.wipam[side], self.wpools[side],
                                 node, i)
-        t1 = self.t1_clock.wait(self.b_ns["bird"], block, self.timeout)
+        t1 = self.timer.wait(self.b_ns["bird"], block, self.timeout)
         return None if t1 is None else t1 - t0
 
     def bird(self, i: int) -> float | None:
@@ -460,7 +446,7 @@ class Bench:
         res = self.writer.apply(Plan(add=[blackhole(block, protocol=RTPROT_STATIC)]))
         if res.errors:
             raise RuntimeError(f"writing blackhole {block}: {res.errors[0]}")
-        t1 = self.t1_clock.wait(self.b_ns["bird"], block, self.timeout)
+        t1 = self.timer.wait(self.b_ns["bird"], block, self.timeout)
         return None if t1 is None else t1 - t0
 
     def confd_stages(self) -> list[tuple[float, float, float]]:
@@ -473,7 +459,7 @@ def fmt(x: float | None) -> str:
 
 def _stage_table(rows: list[dict[str, float | None]]) -> list[tuple[str, list[float]]]:
     """Per stage, the per-block durations in ms (blocks lacking a mark are skipped)."""
-    chain = [("t0", "watch", "etcd: confirm -> watch event (probe watcher)")]
+    chain = [("t0", "watch", "etcd: confirm -> watch event (route clock)")]
     if any("a_cmd" in r for r in rows):
         chain += [("watch", "a_cmd", "speaker A: watch event -> command in ExaBGP A's pipe"),
                   ("a_cmd", "wire", "ExaBGP A: command -> UPDATE on the wire"),
@@ -551,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
                         bench.pipe_stages()
                     stage_rows = bench.stage_rows
                     confd_stages = bench.confd_stages()
-                    errors = [e for w in bench.watchers for e in w.errors]
+                    errors = [e for w in bench.watchers for e in w.errors] + bench.confd.errors
                     bench.close()
             finally:
                 cluster.close()
