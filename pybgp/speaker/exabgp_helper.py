@@ -8,7 +8,7 @@ pipes themselves, with no process copying bytes in between (a relay was one
 more wake-up and one more process wanting a CPU on the path of every
 announcement, both ways; docs/benchmarks.md).
 
-The ``sleep`` (~0.5 MiB) keeps what ExaBGP watches alive: ExaBGP restarts a
+The ``sleep`` (~1.4 MiB VmHWM) keeps what ExaBGP watches alive: ExaBGP restarts a
 helper that exits. It holds the socket connection open, so the speaker
 learns of its end (EOF) and stops writing to pipes ExaBGP has dropped. It
 dies with ExaBGP (PR_SET_PDEATHSIG survives the exec).
@@ -45,7 +45,8 @@ def main() -> int:
         print(f"exabgp_helper: {sys.argv[1]}: {exc}", file=sys.stderr)
         return 1
     conn.set_inheritable(True)  # the sleep keeps it: its end tells the speaker
-    os.execv(SLEEP, ["pybgp-exabgp-helper", "infinity"])
+    # An empty environment: no locale to load (1.7 -> 1.4 MiB VmHWM).
+    os.execve(SLEEP, ["pybgp-exabgp-helper", "infinity"], {})
 
 
 if __name__ == "__main__":

@@ -211,3 +211,43 @@ def test_next_hop_self_gives_each_neighbour_its_address(tmp_path) -> None:
     """), str(tmp_path))
     assert out.startswith("True True ")
     assert "198.18.0.11" in out and "198.18.1.11" in out  # each neighbour's own address
+
+
+def test_listener_accepts_what_exabgp_accepts_and_skips_the_failing_tries() -> None:
+    """ExaBGP's Listener.incoming and the launcher's, on the same listening
+    sockets: nothing waiting, then a connection waiting on one of two."""
+    out = run_fresh("""
+        import socket
+        from exabgp.environment import getenv
+        from exabgp.logger.option import option
+        option.setup(getenv())
+        from exabgp.reactor.listener import Listener
+        from pybgp.speaker import exabgp_main
+
+        def listener():
+            listen = Listener.__new__(Listener)
+            socks = []
+            for _ in range(2):
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                s.listen(4)
+                s.setblocking(False)
+                socks.append(s)
+            listen.serving, listen._accepted = True, {}
+            listen._sockets = {s: ("127.0.0.1", s.getsockname()[1], None, False) for s in socks}
+            return listen, socks
+
+        def story(listen, socks):
+            told = [listen.incoming()]
+            client = socket.create_connection(socks[1].getsockname())
+            told += [listen.incoming(), listen.incoming()]  # accepted once, then held
+            accepted = sorted(socks.index(s) for s in listen._accepted)
+            client.close()
+            return told, accepted
+
+        stock = story(*listener())
+        assert exabgp_main.patch()
+        patched = story(*listener())
+        print(stock == patched, patched)
+    """)
+    assert out.strip() == "True ([False, True, False], [1])"

@@ -46,8 +46,10 @@ def test_helper_passes_the_pipes_and_its_end_detaches_them(tmp_path: Path) -> No
         os.close(helper_out)
         try:
             await _until(lambda: exa.attached, "the helper's pipes")
-            # the helper is now a sleep holding what ExaBGP watches
-            assert Path(f"/proc/{helper.pid}/comm").read_text().strip() == "sleep"
+            # the helper becomes a sleep holding what ExaBGP watches
+            await _until(lambda: Path(f"/proc/{helper.pid}/comm").read_text().strip() == "sleep",
+                         "the helper to become sleep")
+            assert Path(f"/proc/{helper.pid}/environ").read_bytes() == b""  # no locale to load
             await _until(lambda: _peek(exabgp_in), "the queued command")
             assert exa._out == b""
             assert _read_all(exabgp_in) == b"before the helper\n"
