@@ -49,7 +49,7 @@ QUIET_LOG_CATEGORIES = ("processes", "statistics")  # ExaBGP log lines per route
 HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exabgp_helper.py")
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20  # ExaBGP blocks on a full pipe: room for a burst of UPDATEs
-READ_SIZE = 1 << 20
+READ_SIZE = 1 << 16  # as much as one read hands over (see _read)
 
 
 def _die_with_parent() -> None:
@@ -254,7 +254,7 @@ class ExaBGP:
             log.warning("ExaBGP's API helper connected without its two pipes; ignored")
             conn.close()
             return
-        self._read()  # a previous helper's pipe: what ExaBGP wrote there is still news
+        self._read(until_empty=True)  # a previous helper's pipe: its lines are still news
         self._detach()
         read_fd, write_fd = fds
         for fd in fds:
@@ -271,7 +271,7 @@ class ExaBGP:
         """The helper's connection became readable: it sends nothing more, so
         this is its end (or junk, treated alike)."""
         if conn is self._helper:
-            self._read()  # what ExaBGP wrote before it dropped the pipe is still news
+            self._read(until_empty=True)  # what ExaBGP wrote before it dropped the pipe
             self._detach()
         else:
             asyncio.get_running_loop().remove_reader(conn)
@@ -293,8 +293,13 @@ class ExaBGP:
             self._pipes = None
         self._partial = self._out = b""
 
-    def _read(self) -> None:
-        """Hand over every whole line ExaBGP wrote, then ``on_lines_read`` once."""
+    def _read(self, until_empty: bool = False) -> None:
+        """Hand over the whole lines of one read (of all, ``until_empty``),
+        then call ``on_lines_read`` once. One read a call, as asyncio's own
+        transports do: the loop comes back while there is more, and a burst
+        is handled in pieces between the loop's other work (the kernel
+        writer's results): reading all there was first made a 100k-route
+        transfer slower (fib_learn, docs/benchmarks.md)."""
         delivered = False
         try:
             while self._pipes is not None:
@@ -312,7 +317,7 @@ class ExaBGP:
                 for line in lines:
                     self._on_line(line.decode(errors="replace"))
                 delivered |= bool(lines)
-                if len(data) < READ_SIZE:
+                if not until_empty:
                     return
         finally:
             if delivered and self._on_lines_read is not None:
