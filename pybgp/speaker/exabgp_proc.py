@@ -254,8 +254,7 @@ class ExaBGP:
             log.warning("ExaBGP's API helper connected without its two pipes; ignored")
             conn.close()
             return
-        self._read(until_empty=True)  # a previous helper's pipe: its lines are still news
-        self._detach()
+        self._detach(read_rest=True)  # a previous helper's pipes
         read_fd, write_fd = fds
         for fd in fds:
             os.set_blocking(fd, False)
@@ -271,29 +270,38 @@ class ExaBGP:
         """The helper's connection became readable: it sends nothing more, so
         this is its end (or junk, treated alike)."""
         if conn is self._helper:
-            self._read(until_empty=True)  # what ExaBGP wrote before it dropped the pipe
-            self._detach()
+            self._detach(read_rest=True)
         else:
             asyncio.get_running_loop().remove_reader(conn)
             conn.close()
 
-    def _detach(self) -> None:
-        """Forget the helper and its pipes; commands wait for the next one."""
+    def _detach(self, *, read_rest: bool = False) -> None:
+        """Forget the helper and its pipes; commands wait for the next one.
+        ``read_rest``: first hand over what ExaBGP wrote there (still news),
+        with the pipes already out of use, so that any command it leads to
+        waits for the next helper instead of going down a pipe being dropped."""
         loop = asyncio.get_running_loop()
+        pipes, self._pipes = self._pipes, None
         if self._helper is not None:
             loop.remove_reader(self._helper)
             self._helper.close()
             self._helper = None
-        if self._pipes is not None:
-            read_fd, write_fd = self._pipes
+        if pipes is not None:
+            read_fd, write_fd = pipes
             loop.remove_reader(read_fd)
             loop.remove_writer(write_fd)
+            if read_rest:
+                self._read_from(read_fd, until_empty=True)
             os.close(read_fd)
             os.close(write_fd)
-            self._pipes = None
         self._partial = self._out = b""
 
-    def _read(self, until_empty: bool = False) -> None:
+    def _read(self) -> None:
+        """The reader callback: one read of ExaBGP's pipe (see ``_read_from``)."""
+        if self._pipes is not None:
+            self._read_from(self._pipes[0])
+
+    def _read_from(self, fd: int, until_empty: bool = False) -> None:
         """Hand over the whole lines of one read (of all, ``until_empty``),
         then call ``on_lines_read`` once. One read a call, as asyncio's own
         transports do: the loop comes back while there is more, and a burst
@@ -302,16 +310,16 @@ class ExaBGP:
         transfer slower (fib_learn, docs/benchmarks.md)."""
         delivered = False
         try:
-            while self._pipes is not None:
+            while True:
                 try:
-                    data = os.read(self._pipes[0], READ_SIZE)
+                    data = os.read(fd, READ_SIZE)
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError as exc:
                     log.warning("reading ExaBGP's messages: %s", exc)
                     data = b""
                 if not data:  # ExaBGP closed its end: it is exiting or dropped the helper
-                    asyncio.get_running_loop().remove_reader(self._pipes[0])
+                    asyncio.get_running_loop().remove_reader(fd)
                     return
                 *lines, self._partial = (self._partial + data).split(b"\n")
                 for line in lines:

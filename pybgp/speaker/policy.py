@@ -92,7 +92,10 @@ def _exported_pool(net: Net, pools: PoolNets) -> bool:
 
 def export_plan(pools: Iterable[Pool], affine_blocks: Iterable[str],
                 local_routes: Mapping[str, str]) -> ExportPlan:
-    """The node's advertisements and blackhole aggregates.
+    """The node's advertisements and blackhole aggregates, computed whole.
+
+    The speaker keeps them with :class:`Origination`; this plain form is its
+    specification (a model test holds one to the other).
 
     ``affine_blocks``: blocks with *confirmed* affinity to this node (pending
     affinities must not be passed). ``local_routes``: prefix → interface of

@@ -145,3 +145,40 @@ def test_lines_of_one_read_are_followed_by_one_lines_read_call(tmp_path: Path) -
             await exa.stop()
 
     asyncio.run(main())
+
+
+def test_lines_left_at_the_helpers_end_are_read_and_answers_wait(tmp_path: Path) -> None:
+    """When a helper goes, what ExaBGP had written is still handed over, and a
+    command the speaker sends in reply waits for the next helper instead of
+    going down the pipe being dropped."""
+    async def main() -> None:
+        lines: list[str] = []
+        exa: ExaBGP
+
+        def reply() -> None:
+            exa.send([f"reply to {lines[-1]}"])
+
+        exa = ExaBGP(str(tmp_path), lines.append, lambda code: None, on_lines_read=reply)
+        exa.listen()
+        helper_in, exabgp_out = os.pipe()
+        exabgp_in, helper_out = os.pipe()
+        os.set_blocking(exabgp_in, False)
+        helper = subprocess.Popen(exa.helper_argv, stdin=helper_in, stdout=helper_out)
+        os.close(helper_in)
+        os.close(helper_out)
+        try:
+            await _until(lambda: exa.attached, "the helper's pipes")
+            os.write(exabgp_out, b'{"type": "state", "last": true}\n')
+            # the helper's end noticed before the line was: as when both are ready at once
+            exa._detach(read_rest=True)
+            assert lines == ['{"type": "state", "last": true}']
+            assert _read_all(exabgp_in) == b""  # nothing down the dropped pipe
+            assert exa._pending == ['reply to {"type": "state", "last": true}']
+        finally:
+            helper.kill()
+            helper.wait(5)
+            os.close(exabgp_out)
+            os.close(exabgp_in)
+            await exa.stop()
+
+    asyncio.run(main())
