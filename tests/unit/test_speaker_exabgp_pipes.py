@@ -4,9 +4,11 @@ the test holds the pipes' other ends, as ExaBGP would)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from pybgp.speaker.exabgp_proc import ExaBGP
@@ -17,6 +19,28 @@ async def _until(check, what: str, timeout: float = 10.0) -> None:
     while not check():
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def _helper_for(exa: ExaBGP) -> AsyncIterator[tuple[subprocess.Popen[bytes], int, int]]:
+    """A real helper on pipes the test holds as ExaBGP would, attached:
+    (the helper, ExaBGP's end for its messages, ExaBGP's end for commands)."""
+    helper_in, exabgp_out = os.pipe()  # ExaBGP writes its messages here
+    exabgp_in, helper_out = os.pipe()  # ExaBGP reads commands here
+    os.set_blocking(exabgp_in, False)
+    helper = subprocess.Popen(exa.helper_argv, stdin=helper_in, stdout=helper_out)
+    os.close(helper_in)
+    os.close(helper_out)
+    try:
+        await _until(lambda: exa.attached, "the helper's pipes")
+        yield helper, exabgp_out, exabgp_in
+    finally:
+        if helper.poll() is None:
+            helper.kill()
+            helper.wait(5)
+        os.close(exabgp_out)
+        os.close(exabgp_in)
+        await exa.stop()
 
 
 def _read_all(fd: int) -> bytes:
@@ -38,14 +62,7 @@ def test_helper_passes_the_pipes_and_its_end_detaches_them(tmp_path: Path) -> No
         exa.listen()
         assert oct(os.stat(exa.socket_path).st_mode & 0o777) == "0o600"
         exa.send(["before the helper"])  # waits for the pipes
-        helper_in, exabgp_out = os.pipe()  # ExaBGP writes its messages here
-        exabgp_in, helper_out = os.pipe()  # ExaBGP reads commands here
-        os.set_blocking(exabgp_in, False)
-        helper = subprocess.Popen(exa.helper_argv, stdin=helper_in, stdout=helper_out)
-        os.close(helper_in)
-        os.close(helper_out)
-        try:
-            await _until(lambda: exa.attached, "the helper's pipes")
+        async with _helper_for(exa) as (helper, exabgp_out, exabgp_in):
             # the helper becomes a sleep holding what ExaBGP watches
             await _until(lambda: Path(f"/proc/{helper.pid}/comm").read_text().strip() == "sleep",
                          "the helper to become sleep")
@@ -70,13 +87,6 @@ def test_helper_passes_the_pipes_and_its_end_detaches_them(tmp_path: Path) -> No
             await _until(lambda: not exa.attached, "the pipes to be let go")
             exa.send(["after the helper"])
             assert _read_all(exabgp_in) == b""
-        finally:
-            if helper.poll() is None:
-                helper.kill()
-                helper.wait(5)
-            os.close(exabgp_out)
-            os.close(exabgp_in)
-            await exa.stop()
         assert not os.path.exists(exa.socket_path)
 
     asyncio.run(main())
@@ -123,13 +133,7 @@ def test_lines_of_one_read_are_followed_by_one_lines_read_call(tmp_path: Path) -
         exa = ExaBGP(str(tmp_path), events.append, lambda code: None,
                      on_lines_read=lambda: events.append("<read>"))
         exa.listen()
-        helper_in, exabgp_out = os.pipe()
-        exabgp_in, helper_out = os.pipe()
-        helper = subprocess.Popen(exa.helper_argv, stdin=helper_in, stdout=helper_out)
-        os.close(helper_in)
-        os.close(helper_out)
-        try:
-            await _until(lambda: exa.attached, "the helper's pipes")
+        async with _helper_for(exa) as (_, exabgp_out, _exabgp_in):
             os.write(exabgp_out, b"one\ntwo\nthr")
             await _until(lambda: "<read>" in events, "the first read")
             os.write(exabgp_out, b"ee")  # no whole line: nothing to act on
@@ -137,12 +141,6 @@ def test_lines_of_one_read_are_followed_by_one_lines_read_call(tmp_path: Path) -
             os.write(exabgp_out, b"\n")
             await _until(lambda: events.count("<read>") == 2, "the second read")
             assert events == ["one", "two", "<read>", "three", "<read>"]
-        finally:
-            helper.kill()
-            helper.wait(5)
-            os.close(exabgp_out)
-            os.close(exabgp_in)
-            await exa.stop()
 
     asyncio.run(main())
 
@@ -160,25 +158,12 @@ def test_lines_left_at_the_helpers_end_are_read_and_answers_wait(tmp_path: Path)
 
         exa = ExaBGP(str(tmp_path), lines.append, lambda code: None, on_lines_read=reply)
         exa.listen()
-        helper_in, exabgp_out = os.pipe()
-        exabgp_in, helper_out = os.pipe()
-        os.set_blocking(exabgp_in, False)
-        helper = subprocess.Popen(exa.helper_argv, stdin=helper_in, stdout=helper_out)
-        os.close(helper_in)
-        os.close(helper_out)
-        try:
-            await _until(lambda: exa.attached, "the helper's pipes")
+        async with _helper_for(exa) as (_, exabgp_out, exabgp_in):
             os.write(exabgp_out, b'{"type": "state", "last": true}\n')
             # the helper's end noticed before the line was: as when both are ready at once
             exa._detach(read_rest=True)
             assert lines == ['{"type": "state", "last": true}']
             assert _read_all(exabgp_in) == b""  # nothing down the dropped pipe
             assert exa._pending == ['reply to {"type": "state", "last": true}']
-        finally:
-            helper.kill()
-            helper.wait(5)
-            os.close(exabgp_out)
-            os.close(exabgp_in)
-            await exa.stop()
 
     asyncio.run(main())
