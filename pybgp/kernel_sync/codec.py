@@ -101,9 +101,9 @@ OP_FLAGS = {
     # EXCL, not REPLACE: an add must never overwrite another owner's route that
     # happens to have the same kernel key (prefix, table, TOS, metric) -- the
     # kernel's REPLACE ignores the protocol. A clash comes back as EEXIST.
-    "add": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-    "replace": NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-    "delete": NLM_F_REQUEST | NLM_F_ACK,
+    "add": NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL,
+    "replace": NLM_F_REQUEST | NLM_F_CREATE | NLM_F_REPLACE,
+    "delete": NLM_F_REQUEST,
 }
 
 
@@ -163,8 +163,13 @@ def encode_route(
     seq: int,
     ifindex_of: IfindexOf,
     nh_cache: NexthopCache | None = None,
+    *,
+    ack: bool = True,
 ) -> bytes:
     """One RTM_NEWROUTE (op 'add'/'replace') or RTM_DELROUTE (op 'delete') request.
+
+    ``ack``: the kernel answers it even when it succeeds (NLM_F_ACK); without
+    it, only a failure is answered.
 
     Replaces (used only where our last dump or write says the route with
     that key is ours) carry NLM_F_CREATE|NLM_F_REPLACE; adds carry
@@ -214,7 +219,7 @@ def encode_route(
         _HDR_RTMSG.pack(
             length,
             msg_type,
-            OP_FLAGS[op],
+            OP_FLAGS[op] | (NLM_F_ACK if ack else 0),
             seq,
             0,
             family,

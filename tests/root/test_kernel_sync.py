@@ -164,6 +164,12 @@ def test_errors_map_to_their_routes(netns: Netns) -> None:
     assert [(e.route, e.errno) for e in res.errors] == [(bad, errno.ENETUNREACH)]
     assert "gateway" in res.errors[0].message.lower() or res.errors[0].message == ""
     assert len(res.done) == 20 and len(netns.ours()) == 20
+    # the failing request last in its chunk (the one the kernel answers anyway)
+    more = host_routes(6, base=100)
+    res = w.apply(Plan(add=more + [bad] + more[:2]))  # chunk 1: 6 + bad; chunk 2: 2 taken
+    assert [(e.route, e.errno) for e in res.errors] == [
+        (bad, errno.ENETUNREACH), (more[0], errno.EEXIST), (more[1], errno.EEXIST)]
+    assert res.done == [("add", r) for r in more] and len(netns.ours()) == 26
     missing_dev = w.apply(Plan(add=[via("198.19.81.0/24", "198.18.0.2", dev="nosuch0")]))
     assert [e.errno for e in missing_dev.errors] == [errno.ENODEV]
     w.close()
@@ -304,19 +310,22 @@ def test_nothing_written_outside_the_namespace(netns: Netns) -> None:
     assert sum(NextHop("198.18.0.2", "n0") in r.nexthops for r in dumped) == 50
 
 
-def test_lost_acks_are_reported_and_resync_repairs(netns: Netns) -> None:
-    # A receive buffer far too small for 1000 acks: the kernel drops some.
+def test_lost_answers_are_reported_and_resync_repairs(netns: Netns) -> None:
+    # The kernel answers a failed request (and the last of a chunk): 1000 adds
+    # that all fail, answered into a receive buffer far too small for 1000
+    # answers, make it drop some.
     writer = RouteWriter(netns.name, chunk=1000, rcvbuf=4096)
     ks = KernelSync(writer)
+    assert ks.resync().ok  # the kernel holds none of ours
     routes = host_routes(1000)
+    assert RouteWriter(netns.name).apply(Plan(add=routes)).ok  # behind its back
     ks.set_desired(routes)
     res = ks.apply()
-    assert len(res.done) + len(res.errors) == 1000  # every route accounted for
+    assert not res.done and len(res.errors) == 1000  # every route accounted for
     lost = [e for e in res.errors if e.errno == errno.ENOBUFS]
-    assert lost and len(lost) == len(res.errors)
+    assert lost and {e.errno for e in res.errors} == {errno.ENOBUFS, errno.EEXIST}
     assert ks.needs_resync
-    writer.chunk = 50  # small enough for the small buffer
-    assert ks.resync().ok
+    assert ks.resync().ok  # adopts what is there: ours, and right
     assert not ks.needs_resync and len(netns.ours()) == 1000
     assert not ks.plan()
 

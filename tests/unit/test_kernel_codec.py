@@ -43,6 +43,9 @@ def test_add_v4_via_gateway_and_dev() -> None:
         codec.NLM_F_REQUEST | codec.NLM_F_ACK | codec.NLM_F_CREATE | codec.NLM_F_REPLACE
     )
     assert replace_data[16:] == data[16:]  # same route, only the flags differ
+    quiet = codec.encode_route("add", route, 42, ifindex_of, ack=False)  # answered on failure
+    assert decode(quiet)["header"]["flags"] == hdr["flags"] & ~codec.NLM_F_ACK
+    assert quiet[:6] == data[:6] and quiet[8:] == data[8:]
     assert msg["family"] == socket.AF_INET
     assert msg["dst_len"] == 26
     assert msg["table"] == 254
