@@ -1,8 +1,8 @@
 """ExaBGP's entry point as the speaker runs it: stock ExaBGP 5, run leaner.
 
 ``python -m pybgp.speaker.exabgp_main server CONFIG`` is ``exabgp server
-CONFIG`` with five changes to how ExaBGP's process does its work, none to
-what it does:
+CONFIG`` with seven changes to how ExaBGP's process does its work, none to
+what it does (6 and 7, on the receive path, are in :mod:`.exabgp_receive`):
 
 1. ``asyncio`` is imported on first use. ExaBGP 5.0 imports it in one module only
    (``reactor/asynchronous.py``), to drive its API callbacks, which are plain
@@ -41,7 +41,8 @@ All apply only to the ExaBGP release they were checked against
 ExaBGP's own code on the same input.
 
 Must never: change ExaBGP's behaviour, configuration or output; import
-anything of pybgp beyond this module (it runs inside ExaBGP's process).
+anything of pybgp beyond this module and :mod:`.exabgp_receive` (it runs
+inside ExaBGP's process).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ import re
 import select
 import sys
 from typing import Any
+
+from pybgp.speaker import exabgp_receive
 
 #: ExaBGP releases whose ``ASYNC`` class these changes were read against.
 CHECKED = ("5.0.",)
@@ -233,7 +236,7 @@ def patch() -> bool:
     _STOCK_API_ATTRIBUTES, API.api_attributes = API.api_attributes, api_attributes
     _STOCK_REMOVE_SELF, Neighbor.remove_self = Neighbor.remove_self, remove_self
     _STOCK_INCOMING, Listener.incoming = Listener.incoming, incoming
-    return True
+    return exabgp_receive.patch()
 
 
 def main() -> int:

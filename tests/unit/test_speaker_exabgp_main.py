@@ -251,3 +251,136 @@ def test_listener_accepts_what_exabgp_accepts_and_skips_the_failing_tries() -> N
         print(stock == patched, patched)
     """)
     assert out.strip() == "True ([False, True, False], [1])"
+
+
+# UPDATE bodies (after the 19-byte header) as a peer sends them, well and
+# badly formed; built in the fresh interpreter (struct only).
+_BODIES = """
+    import struct
+    def attr(flag, code, value):
+        return bytes([flag, code, len(value)]) + value
+    def prefixes(*items):
+        out = b""
+        for text in items:
+            addr, _, mask = text.partition("/")
+            raw = bytes(int(o) for o in addr.split("."))
+            out += bytes([int(mask)]) + raw[:(int(mask) + 7) // 8]
+        return out
+    def body(withdrawn=b"", attributes=b"", announced=b""):
+        return (struct.pack("!H", len(withdrawn)) + withdrawn
+                + struct.pack("!H", len(attributes)) + attributes + announced)
+    ORIGIN = attr(0x40, 1, b"\\0")
+    AS_PATH = attr(0x40, 2, b"\\x02\\x01" + struct.pack("!I", 64513))
+    HOP = attr(0x40, 3, bytes([198, 18, 0, 254]))
+    MORE = attr(0x80, 4, struct.pack("!I", 7)) + attr(0x40, 5, struct.pack("!I", 200)) \\
+        + attr(0xC0, 8, struct.pack("!II", 64512 << 16 | 1, 64512 << 16 | 2))
+    V6 = bytes.fromhex("20010db8" + "00" * 12)
+    MP_REACH = attr(0x80, 14, b"\\0\\x02\\x01\\x10" + V6 + b"\\0" + bytes([122]) + V6[:16])
+    MP_UNREACH_EMPTY = attr(0x80, 15, b"\\0\\x02\\x01")
+    BASE = ORIGIN + AS_PATH + HOP
+    BODIES = {
+        "announce": body(attributes=BASE, announced=prefixes(
+            "198.19.1.0/32", "198.19.0.64/26", "10.0.0.0/8", "0.0.0.0/0", "198.19.2.128/25")),
+        "withdraw only": body(withdrawn=prefixes("198.19.1.0/32", "198.19.0.64/26")),
+        "withdraw and announce": body(withdrawn=prefixes("198.19.1.1/32"), attributes=BASE + MORE,
+                                      announced=prefixes("198.19.1.2/32", "198.19.1.3/32")),
+        "no next hop": body(attributes=ORIGIN + AS_PATH, announced=prefixes("198.19.1.4/32")),
+        "end of rib": body(),
+        "ipv6 and ipv4": body(attributes=BASE + MP_REACH, announced=prefixes("198.19.3.0/26")),
+        "ipv6 end of rib": body(attributes=MP_UNREACH_EMPTY),
+        "eleven bytes": body(announced=prefixes("198.19.1.5/32", "10.0.0.0/8"))[:11],
+        "mask 33": body(attributes=BASE,
+                        announced=prefixes("198.19.1.6/32") + b"\\x21" + bytes(5)),
+        "cut short": body(attributes=BASE,
+                          announced=prefixes("198.19.1.7/32") + b"\\x18\\xc6\\x13"),
+        "withdrawn cut short": body(withdrawn=b"\\x20\\xc6", attributes=BASE,
+                                    announced=prefixes("198.19.1.8/32")),
+    }
+"""
+
+# Everything ExaBGP keeps of a decoded UPDATE, and the JSON line it writes.
+_DECODE = """
+    from exabgp.bgp.message.direction import Direction
+    from exabgp.bgp.message.open.capability.negotiated import Negotiated
+    from exabgp.bgp.message.update import Update
+    from exabgp.protocol.family import AFI, SAFI
+    from exabgp.reactor.api.response import Response
+    from exabgp.version import json as json_version
+    neighbor = reactor.configuration.neighbors[peers[0]]
+    def negotiated(addpath):
+        neg = Negotiated(neighbor)
+        neg.asn4 = True
+        neg.families = [(AFI.ipv4, SAFI.unicast), (AFI.ipv6, SAFI.unicast)]
+        if addpath:
+            neg.addpath._receive[(AFI.ipv4, SAFI.unicast)] = True
+        return neg
+    def describe_nlri(n):
+        if not hasattr(n, "cidr"):  # End-of-RIB
+            return (type(n).__name__, repr(n.afi), repr(n.safi), repr(n.action), n.json())
+        return (type(n).__name__, list(n.__dict__), repr(n.afi), repr(n.safi), repr(n.action),
+                str(n.nexthop), type(n.nexthop).__name__, n.cidr.pack_nlri(), n.path_info.json(),
+                n.index())
+    def decode(data, addpath=False):
+        try:
+            update = Update.unpack_message(data, Direction.IN, negotiated(addpath))
+        except Exception as exc:
+            return ("error", type(exc).__name__, str(exc)), None
+        nlris = [describe_nlri(n) for n in getattr(update, "nlris", [])]
+        attributes = sorted((code, repr(v))
+                            for code, v in getattr(update, "attributes", {}).items())
+        texts = []
+        for compact in (False, True):
+            encoder = Response.JSON(json_version)
+            encoder.compact = compact
+            texts.append(str(encoder._update(update)))
+        return (type(update).__name__, nlris, attributes, texts), update
+    def decode_all():
+        return {(name, addpath): decode(data, addpath)[0] for name, data in BODIES.items()
+                for addpath in (False, True)}
+"""
+
+
+def test_received_updates_decode_and_encode_as_exabgp_s_own_code(tmp_path) -> None:
+    """Every body through ExaBGP's decoder and JSON encoder, then through the
+    launcher's: the same objects (class, fields and their order, attributes),
+    the same JSON in both encodings, the same errors for malformed NLRIs."""
+    out = run_fresh(_parts(_REACTOR, _BODIES, _DECODE, """
+        from pybgp.speaker import exabgp_main, exabgp_receive
+        stock = decode_all()
+        assert exabgp_main.patch()
+        assert Update.unpack_message.__func__ is exabgp_receive.unpack_message
+        patched = decode_all()
+        differ = [name for name in stock if stock[name] != patched[name]]
+        errors = {name for (name, addpath), got in stock.items()
+                  if got[0] == "error" and not addpath}
+        routes = sum(len(got[1]) for got in stock.values() if got[0] == "Update")
+        print(json.dumps([differ, sorted(errors), routes]))
+    """), str(tmp_path))
+    differ, errors, routes = json.loads(out)
+    assert differ == []
+    # the corpus reached the decoder's error paths (without ADD-PATH) and its routes
+    assert errors == ["cut short", "mask 33", "withdrawn cut short"]
+    assert routes >= 15
+
+
+def test_exabgp_s_own_code_decodes_when_its_route_debugging_is_on(tmp_path) -> None:
+    """With ExaBGP's ``routes``/``parser`` debug logging on, its own decoder
+    runs: the log holds the same per-prefix lines as without the launcher."""
+    out = run_fresh(_parts("""
+        import os
+        os.environ.update({"exabgp.log.level": "DEBUG", "exabgp.log.routes": "true",
+                           "exabgp.log.parser": "true"})
+    """, _REACTOR, _BODIES, _DECODE, """
+        def logged():
+            with open(os.path.join(sys.argv[1], "log")) as fh:
+                return [line.split(" | ", 1)[-1] for line in fh if "NLRI" in line]
+        decode(BODIES["withdraw and announce"])
+        stock = logged()
+        from pybgp.speaker import exabgp_main
+        assert exabgp_main.patch()
+        decode(BODIES["withdraw and announce"])
+        both = logged()
+        print(len(stock), both == stock + stock)
+    """), str(tmp_path))
+    count, same = out.split()
+    assert int(count) >= 3 and same == "True"
