@@ -226,14 +226,20 @@ def _parse_update(peer: str, ibgp: bool, router_id: str, body: dict[str, Any],
         if family != "ipv4 unicast" and family != "ipv6 unicast":
             continue
         for next_hop, nlris in by_nh.items():
-            groups.append((Path(prefix="", next_hop=next_hop, **common),
-                           [nlri["nlri"] for nlri in nlris]))
+            groups.append((Path(prefix="", next_hop=next_hop, **common), _prefixes(nlris)))
     withdraws: list[str] = []
     for family, nlris in body.get("withdraw", {}).items():
         if family != "ipv4 unicast" and family != "ipv6 unicast":
             continue
-        withdraws.extend(n["nlri"] for n in nlris)
+        withdraws.extend(_prefixes(nlris))
     return Update(peer, groups, withdraws)
+
+
+def _prefixes(nlris: list[Any]) -> list[str]:
+    """The prefixes of a JSON NLRI list: ``"P"`` (``exabgp.api.compact``, what
+    the speaker asks for: a string a prefix instead of an object to decode)
+    or ``{ "nlri": "P" }`` (always, with ADD-PATH's path-information)."""
+    return [n if isinstance(n, str) else n["nlri"] for n in nlris]
 
 
 # -- commands ----------------------------------------------------------------

@@ -384,3 +384,32 @@ def test_exabgp_s_own_code_decodes_when_its_route_debugging_is_on(tmp_path) -> N
     """), str(tmp_path))
     count, same = out.split()
     assert int(count) >= 3 and same == "True"
+
+
+def test_the_speaker_reads_exabgp_s_compact_json_as_its_full_json(tmp_path) -> None:
+    """Received UPDATEs encoded by ExaBGP (stock, and through the launcher)
+    with ``exabgp.api.compact`` on and off: the speaker's codec makes the
+    same events of both."""
+    out = run_fresh(_parts(_REACTOR, _BODIES, _DECODE, """
+        from pybgp.speaker import exabgp_api, exabgp_main
+        def events():
+            got = []
+            for name in ("announce", "withdraw only", "withdraw and announce", "ipv6 and ipv4"):
+                update = decode(BODIES[name])[1]
+                lines = []
+                for compact in (False, True):
+                    encoder = Response.JSON(json_version)
+                    encoder.compact = compact
+                    lines.append(encoder.update(neighbor, "receive", update, None, "", ""))
+                full, compact = (exabgp_api.parse_message(line) for line in lines)
+                got.append((full == compact, '{ "nlri"' in lines[0], '{ "nlri"' in lines[1],
+                            len(full.announces) + len(full.withdraws)))
+            return got
+        stock = events()
+        assert exabgp_main.patch()
+        print(json.dumps([stock, events()]))
+    """), str(tmp_path))
+    stock, patched = json.loads(out)
+    assert stock == patched
+    assert all(same and full and not compact for same, full, compact, _ in stock)
+    assert [n for *_, n in stock] == [5, 2, 3, 2]
