@@ -50,7 +50,11 @@ RESYNC_INTERVAL = 90.0  # slow background repair of kernel drift
 # netlink round trip, tens of microseconds) instead of by the worker thread:
 # handing one route to the thread pool cost more than writing it.
 INLINE_KERNEL_MAX = 64
-KERNEL_SLICE = 4096  # routes handed to the worker thread per pass
+# Routes handed to the worker thread per pass. What a pass holds (its plan,
+# requests and results, ~300 B a route) is on top of a full RIB while the
+# kernel catches up with a peer's full table: 4096 cost ~1.2 MiB more peak
+# RSS than 1024 at 100k routes (fib_learn), for ~10 % of the transfer time.
+KERNEL_SLICE = 1024
 
 
 @dataclass
