@@ -284,6 +284,133 @@ class EtcdClient:
     def watch(self, prefix: str, start_revision: int) -> Iterable[builtins.list[WatchEvent]]:
         return EtcdWatch(self, prefix, start_revision)
 
+    def open_watch(self, prefix: str, start_revision: int) -> tuple[socket.socket, WatchStream]:
+        """A watch's own connection (blocking, no timeout: a watch may stay
+        idle for ever) to the current endpoint, with its request sent."""
+        ep = self._endpoints[self._current]
+        stream = WatchStream(prefix, start_revision, self._headers())
+        conn = ep.connect(None)
+        try:
+            conn.connect()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise DatastoreUnavailable(f"etcd watch lost: {_reason(exc)}") from exc
+        sock, conn.sock = conn.sock, None  # the socket is the caller's now
+        try:
+            sock.sendall(stream.request())
+        except OSError as exc:
+            sock.close()
+            raise DatastoreUnavailable(f"etcd watch lost: {_reason(exc)}") from exc
+        return sock, stream
+
+
+class WatchStream:
+    """One watch's HTTP exchange, sans-IO: :meth:`request` is what to send;
+    :meth:`feed` takes what came back (any split) and returns the complete
+    batches of events in it. Raises what the watch ended with: the gateway's
+    error, :class:`CompactedError`, or :class:`DatastoreUnavailable` when
+    etcd cancelled or closed it. Used by :class:`EtcdWatch` (a thread
+    blocking on the socket) and by an event loop reading the socket itself
+    (:mod:`pybgp.datastore.loop_syncer`)."""
+
+    def __init__(self, prefix: str, start_revision: int, headers: dict[str, str]):
+        self.start_revision = start_revision
+        body = json.dumps({
+            "create_request": {
+                "key": _b64(prefix),
+                "range_end": _b64(prefix_end(prefix)),
+                "start_revision": str(start_revision),
+                "prev_kv": True,
+            }
+        }).encode()
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self._request = (f"POST /v3/watch HTTP/1.1\r\nHost: etcd\r\n{head}"
+                         f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        self._head: bytes | None = b""  # None once the status line and headers are read
+        self._status = 0
+        self._chunked = False
+        self._length = -1
+        self._raw = b""  # received, not yet de-chunked
+        self._body = b""  # de-chunked, not yet a whole line
+        self._ended = False
+
+    def request(self) -> bytes:
+        return self._request
+
+    def feed(self, data: bytes) -> list[list[WatchEvent]]:
+        try:
+            return self._feed(data)
+        except ValueError as exc:  # not HTTP chunks, not JSON: not etcd's gateway
+            raise DatastoreUnavailable(f"etcd watch: bad message: {exc}") from exc
+
+    def _feed(self, data: bytes) -> list[list[WatchEvent]]:
+        if self._head is not None:
+            self._head += data
+            end = self._head.find(b"\r\n\r\n")
+            if end < 0:
+                return []
+            head, data = self._head[:end].decode("latin-1"), self._head[end + 4:]
+            self._head = None
+            status_line, *fields = head.split("\r\n")
+            parts = status_line.split(" ", 2)
+            if len(parts) < 2 or not parts[1].isdigit():
+                raise DatastoreUnavailable(f"etcd watch: bad HTTP status line {status_line!r}")
+            self._status = int(parts[1])
+            headers = dict(f.lower().replace(" ", "").split(":", 1) for f in fields if ":" in f)
+            self._chunked = headers.get("transfer-encoding") == "chunked"
+            self._length = int(headers.get("content-length", -1))
+        self._dechunk(data)
+        if self._status != 200:  # an error: its JSON body, once whole
+            if self._chunked and not self._ended or len(self._body) < self._length:
+                return []
+            try:
+                payload = json.loads(self._body) if self._body.strip() else {}
+            except ValueError:
+                payload = {}
+            raise _gateway_error(payload, self._status)
+        batches = []
+        *lines, self._body = self._body.split(b"\n")
+        for line in lines:
+            if line.strip():
+                events = self._result(json.loads(line).get("result") or {})
+                if events:
+                    batches.append(events)
+        if self._ended and not batches:  # (else: the batches first, the end next time)
+            raise DatastoreUnavailable("etcd closed the watch stream")
+        return batches
+
+    def _dechunk(self, data: bytes) -> None:
+        if not self._chunked:
+            self._body += data
+            return
+        raw = self._raw + data
+        while not self._ended:
+            eol = raw.find(b"\r\n")
+            if eol < 0:
+                break
+            size = int(raw[:eol].split(b";", 1)[0], 16)
+            if size == 0:
+                self._ended = True
+                break
+            if len(raw) < eol + 2 + size + 2:
+                break
+            self._body += raw[eol + 2:eol + 2 + size]
+            raw = raw[eol + 2 + size + 2:]
+        self._raw = raw
+
+    def _result(self, result: dict[str, Any]) -> list[WatchEvent]:
+        if result.get("canceled"):
+            compact = int(result.get("compact_revision", 0))
+            if compact:
+                raise CompactedError(
+                    f"watch from revision {self.start_revision} compacted "
+                    f"(compact revision {compact})",
+                    compact_revision=compact,
+                )
+            raise DatastoreUnavailable(
+                "etcd cancelled the watch: " + result.get("cancel_reason", ""))
+        return [_event(e) for e in result.get("events") or []]
+
 
 class EtcdWatch:
     """An open watch stream: iterate for batches of events; ``close()`` from any thread."""
@@ -292,61 +419,40 @@ class EtcdWatch:
         self._client = client
         self._prefix = prefix
         self._start = start_revision
-        self._conn: http.client.HTTPConnection | None = None
-        self._resp: http.client.HTTPResponse | None = None
+        self._sock: socket.socket | None = None
         self._closed = False
 
     def __iter__(self) -> Iterator[list[WatchEvent]]:
-        ep = self._client._endpoints[self._client._current]
-        self._conn = conn = ep.connect(None)  # a watch may stay idle for ever
-        body = {
-            "create_request": {
-                "key": _b64(self._prefix),
-                "range_end": _b64(prefix_end(self._prefix)),
-                "start_revision": str(self._start),
-                "prev_kv": True,
-            }
-        }
         try:
-            conn.request("POST", "/v3/watch", json.dumps(body), self._client._headers())
+            sock, stream = self._client.open_watch(self._prefix, self._start)
+        except DatastoreUnavailable:
+            if self._closed:
+                return
+            raise
+        self._sock = sock
+        try:
             if self._closed:  # close() came before the socket existed to shut down
                 return
-            self._resp = resp = conn.getresponse()
-            if resp.status != 200:
-                raise _gateway_error(json.loads(resp.read() or b"{}"), resp.status)
             while True:
-                line = resp.readline()
-                if not line:
+                try:
+                    data = sock.recv(65536)
+                except OSError as exc:
+                    if self._closed:
+                        return
+                    raise DatastoreUnavailable(f"etcd watch lost: {_reason(exc)}") from exc
+                if not data:
                     if self._closed:
                         return
                     raise DatastoreUnavailable("etcd closed the watch stream")
-                result = json.loads(line).get("result") or {}
-                if result.get("canceled"):
-                    compact = int(result.get("compact_revision", 0))
-                    if compact:
-                        raise CompactedError(
-                            f"watch from revision {self._start} compacted "
-                            f"(compact revision {compact})",
-                            compact_revision=compact,
-                        )
-                    raise DatastoreUnavailable(
-                        "etcd cancelled the watch: " + result.get("cancel_reason", "")
-                    )
-                events = [_event(e) for e in result.get("events") or []]
-                if events:
-                    yield events
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            if self._closed:
-                return
-            raise DatastoreUnavailable(f"etcd watch lost: {_reason(exc)}") from exc
+                yield from stream.feed(data)
         finally:
-            conn.close()
+            sock.close()
 
     def close(self) -> None:
         self._closed = True
-        if self._conn is not None and self._conn.sock is not None:
+        if self._sock is not None:
             try:
-                self._conn.sock.shutdown(socket.SHUT_RDWR)
+                self._sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from pybgp.datastore.kv import KVStore
+from pybgp.datastore.kv import KVStore, WatchEvent
 from pybgp.errors import CompactedError, DatastoreError
 
 
@@ -64,8 +64,8 @@ class Syncer:
     ):
         self._factory = store_factory
         self._prefix = prefix
-        self._min_backoff = min_backoff
-        self._max_backoff = max_backoff
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
         self._stop = threading.Event()
         self._watch: object | None = None
         self.cache: dict[str, tuple[bytes, int]] = {}
@@ -80,14 +80,14 @@ class Syncer:
             close()
 
     def events(self) -> Iterator[SyncEvent]:
-        backoff = self._min_backoff
+        backoff = self.min_backoff
         store: KVStore | None = None
         while not self._stop.is_set():
             try:
                 if store is None:
                     store = self._factory()
-                yield from self._relist(store)
-                backoff = self._min_backoff
+                yield from self.relist(store)
+                backoff = self.min_backoff
                 yield from self._follow(store)
             except CompactedError as exc:
                 self.resyncs += 1
@@ -102,26 +102,43 @@ class Syncer:
                     store.close()
                     store = None
                 self._stop.wait(backoff)
-                backoff = min(backoff * 2, self._max_backoff)
+                backoff = min(backoff * 2, self.max_backoff)
         if store is not None:
             store.close()
 
-    def _relist(self, store: KVStore) -> Iterator[SyncEvent]:
+    def relist(self, store: KVStore) -> list[SyncEvent]:
+        """Read the prefix whole: the differences from what was delivered
+        (all of it, the first time), then ``InSync``."""
         kvs, revision = store.list(self._prefix)
-        yield Status("connected")
+        out: list[SyncEvent] = [Status("connected")]
         seen = set()
         for kv in kvs:
             seen.add(kv.key)
             old = self.cache.get(kv.key)
             if old is None or old[0] != kv.value:
                 self.cache[kv.key] = (kv.value, kv.mod_revision)
-                yield Update(kv.key, kv.value, kv.mod_revision)
+                out.append(Update(kv.key, kv.value, kv.mod_revision))
         for key in sorted(set(self.cache) - seen):
             del self.cache[key]
-            yield Update(key, None, revision)
+            out.append(Update(key, None, revision))
         self.revision = revision
         self.in_sync = True
-        yield InSync(revision)
+        out.append(InSync(revision))
+        return out
+
+    def apply(self, batch: list[WatchEvent]) -> list[SyncEvent]:
+        """The updates one batch of watch events makes (cache and revision kept)."""
+        out: list[SyncEvent] = []
+        for ev in batch:
+            rev = ev.kv.mod_revision
+            if ev.type == "delete":
+                if self.cache.pop(ev.kv.key, None) is not None:
+                    out.append(Update(ev.kv.key, None, rev))
+            else:
+                self.cache[ev.kv.key] = (ev.kv.value, rev)
+                out.append(Update(ev.kv.key, ev.kv.value, rev))
+            self.revision = max(self.revision, rev)
+        return out
 
     def _follow(self, store: KVStore) -> Iterator[SyncEvent]:
         watch = store.watch(self._prefix, self.revision + 1)
@@ -130,15 +147,7 @@ class Syncer:
             return
         try:
             for batch in watch:
-                for ev in batch:
-                    rev = ev.kv.mod_revision
-                    if ev.type == "delete":
-                        if self.cache.pop(ev.kv.key, None) is not None:
-                            yield Update(ev.kv.key, None, rev)
-                    else:
-                        self.cache[ev.kv.key] = (ev.kv.value, rev)
-                        yield Update(ev.kv.key, ev.kv.value, rev)
-                    self.revision = max(self.revision, rev)
+                yield from self.apply(batch)
                 if self._stop.is_set():
                     return
         finally:

@@ -4,6 +4,7 @@ differences."""
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import sys
 import threading
@@ -12,6 +13,7 @@ import pytest
 
 from pybgp.datastore import kv
 from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
+from pybgp.datastore.loop_syncer import LoopSyncer
 from pybgp.datastore.syncer import InSync, Status, Syncer, Update
 from pybgp.errors import AlreadyExistsError, ConflictError, DatastoreUnavailable
 
@@ -61,25 +63,53 @@ def test_unreachable_is_clear_and_fast():
 
 
 class _Follower:
-    """Runs a Syncer in a thread and hands its events to the test."""
+    """Runs a Syncer in a thread (``Syncer.events()``) or from an asyncio
+    loop (``LoopSyncer``, the loop in a thread of its own) and hands its
+    events to the test."""
 
-    def __init__(self, endpoint: str, prefix: str):
+    def __init__(self, endpoint: str, prefix: str, mode: str = "thread", **config):
         self.events: queue.Queue = queue.Queue()
         # Cleared by a test to keep the follower from reconnecting until set again.
         self.gate = threading.Event()
         self.gate.set()
+        self.mode = mode
+        self.foreign_threads: set[int] = set()  # loop mode: events emitted outside the loop
 
         def connect():
             assert self.gate.wait(30)
-            return EtcdClient(EtcdConfig(endpoints=[endpoint], timeout=2))
+            return EtcdClient(EtcdConfig(endpoints=[endpoint], timeout=2, **config))
 
+        self.connect = connect
         self.syncer = Syncer(connect, prefix, max_backoff=0.5)
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.prefix = prefix
+        self.ready = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run if mode == "thread" else lambda: asyncio.run(self._run_loop()),
+            daemon=True)
         self.thread.start()
+        assert self.ready.wait(10)
 
     def _run(self):
+        self.ready.set()
         for ev in self.syncer.events():
             self.events.put(ev)
+
+    async def _run_loop(self):
+        self.loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        me = threading.get_ident()
+
+        def emit(events):
+            if threading.get_ident() != me:
+                self.foreign_threads.add(threading.get_ident())
+            for ev in events:
+                self.events.put(ev)
+
+        runner = LoopSyncer(self.syncer, self.connect, self.prefix, emit)
+        runner.start()
+        self.ready.set()
+        await self.stopping.wait()
+        await runner.stop()
 
     def until(self, pred, timeout=15.0):
         """Events up to and including the first one matching ``pred``."""
@@ -91,20 +121,28 @@ class _Follower:
                 return got
 
     def stop(self):
-        self.syncer.stop()
+        if self.mode == "thread":
+            self.syncer.stop()
+        else:
+            self.loop.call_soon_threadsafe(self.stopping.set)
         self.thread.join(5)
         assert not self.thread.is_alive()
+        assert not self.foreign_threads
+
+
+MODES = pytest.mark.parametrize("mode", ["thread", "loop"])
 
 
 def updates(evs):
     return [(e.key, e.value) for e in evs if isinstance(e, Update)]
 
 
-def test_syncer_snapshot_insync_updates(client, etcd):
+@MODES
+def test_syncer_snapshot_insync_updates(client, etcd, mode):
     kv.create(client, "/s/a", b"1")
     kv.create(client, "/s/b", b"1")
     kv.create(client, "/other", b"x")
-    f = _Follower(etcd.endpoint, "/s/")
+    f = _Follower(etcd.endpoint, "/s/", mode)
     try:
         snap = f.until(lambda e: isinstance(e, InSync))
         assert updates(snap) == [("/s/a", b"1"), ("/s/b", b"1")]
@@ -117,10 +155,11 @@ def test_syncer_snapshot_insync_updates(client, etcd):
         f.stop()
 
 
-def test_syncer_survives_etcd_restart(client, etcd):
+@MODES
+def test_syncer_survives_etcd_restart(client, etcd, mode):
     kv.create(client, "/s/keep", b"1")
     kv.create(client, "/s/gone", b"1")
-    f = _Follower(etcd.endpoint, "/s/")
+    f = _Follower(etcd.endpoint, "/s/", mode)
     try:
         f.until(lambda e: isinstance(e, InSync))
         etcd.stop()
@@ -140,9 +179,10 @@ def test_syncer_survives_etcd_restart(client, etcd):
         f.stop()
 
 
-def test_syncer_survives_compaction(client, etcd):
+@MODES
+def test_syncer_survives_compaction(client, etcd, mode):
     kv.create(client, "/s/a", b"1")
-    f = _Follower(etcd.endpoint, "/s/")
+    f = _Follower(etcd.endpoint, "/s/", mode)
     try:
         f.until(lambda e: isinstance(e, InSync))
         # Cut the follower's watch and hold it off; change and compact while it
@@ -220,6 +260,22 @@ def test_tls_with_ca_and_client_certificate(tmp_path):
                                          timeout=3))
         with pytest.raises(DatastoreUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
             wrong_ca.get("/t/tls")
+        # a watch over TLS, read by a thread and by a loop (a TLS socket can
+        # hold decrypted bytes the kernel does not signal)
+        tls = dict(ca_cert_file=client_files.ca, cert_file=client_files.cert,
+                   key_file=client_files.key)
+        for mode in ("thread", "loop"):
+            f = _Follower(server.tls_endpoint, "/t/", mode, **tls)
+            try:
+                assert ("/t/tls", b"ok") in updates(f.until(lambda e: isinstance(e, InSync)))
+                big = bytes(range(256)) * 200  # several TLS records, one event
+                kv.create(good, f"/t/{mode}", big)
+                kv.create(good, f"/t/{mode}-2", b"2")
+                last = f"/t/{mode}-2"
+                evs = f.until(lambda e, last=last: isinstance(e, Update) and e.key == last)
+                assert updates(evs) == [(f"/t/{mode}", big), (f"/t/{mode}-2", b"2")]
+            finally:
+                f.stop()
 
 
 def test_user_password_auth():
