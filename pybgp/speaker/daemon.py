@@ -1,9 +1,10 @@
 """``pybgp speaker``: the node's BGP speaker (BIRD's role in Calico).
 
 The shell around ``core.Speaker``: one asyncio loop and one queue of
-events. Producers — etcd syncers (threads), the kernel route monitor (a
-socket reader), ExaBGP's lines (read from its pipe), timers — append to the
-queue and make sure one drain is scheduled; the drain, a plain callback of
+events. Producers — etcd watches and ExaBGP's lines (sockets and a pipe the
+loop reads itself, which drain at once), the kernel route monitor (a socket
+reader), timers — append to the queue and make sure one drain is scheduled
+(or run it); the drain, a plain callback of
 the loop, feeds everything queued to the pure core at once and carries out
 its effects (a task and a future per event cost a few loop turns on the
 path of every new block). Kernel writes are coalesced: after a burst of
@@ -24,14 +25,14 @@ import asyncio
 import collections
 import logging
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
-from pybgp.datastore.syncer import InSync, Status, Syncer, Update
+from pybgp.datastore.loop_syncer import LoopSyncer
+from pybgp.datastore.syncer import InSync, Status, Syncer, SyncEvent, Update
 from pybgp.ipam.keys import affinities_prefix
 from pybgp.kernel_sync.monitor import RouteMonitor
 from pybgp.kernel_sync.sync import KernelSync
@@ -71,8 +72,8 @@ class Options:
 class SpeakerDaemon:
     def __init__(self, opts: Options):
         self.opts = opts
-        # (kind, payload) events; appended from any thread (deque appends are
-        # atomic), drained by the loop. ``_drain_due``: a drain is scheduled.
+        # (kind, payload) events, appended and drained in the loop's thread.
+        # ``_drain_due``: a drain is scheduled.
         self.queue: collections.deque[tuple[str, Any]] = collections.deque()
         self._drain_due = False
         self._failure: BaseException | None = None
@@ -84,7 +85,7 @@ class SpeakerDaemon:
         self.prefixes = [f"{KEY_PREFIX}{p}/" for p in RESOURCE_PLURALS]
         self.prefixes.append(affinities_prefix(opts.node))
         self.unsynced = set(self.prefixes)
-        self.syncers: list[Syncer] = []
+        self.syncers: list[LoopSyncer] = []
         self.pending = Effects()
         self.kernel_dirty = False
         self.kernel_busy = False
@@ -94,14 +95,6 @@ class SpeakerDaemon:
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- producers -------------------------------------------------------------
-
-    def _put(self, kind: str, payload: Any) -> None:
-        """Queue an event from another thread."""
-        assert self.loop is not None
-        self.queue.append((kind, payload))
-        if not self._drain_due:  # a race here only schedules a second, empty drain
-            self._drain_due = True
-            self.loop.call_soon_threadsafe(self._drain)
 
     def _event(self, kind: str, payload: Any) -> None:
         """Queue an event from the loop's own thread."""
@@ -123,15 +116,18 @@ class SpeakerDaemon:
                 self._event("exabgp", _state_line(address, "down", "ExaBGP exited"))
 
     def _start_syncer(self, prefix: str) -> None:
+        """Follow ``prefix`` from the loop; its events go to the core at once
+        (no turn of the loop in between: a new block is on its way out)."""
         cfg = self.opts.etcd
-        syncer = Syncer(lambda: EtcdClient(cfg), prefix)
-        self.syncers.append(syncer)
 
-        def run() -> None:
-            for ev in syncer.events():
-                self._put("datastore", (prefix, ev))
+        def datastore(events: list[SyncEvent]) -> None:
+            self.queue.extend(("datastore", (prefix, ev)) for ev in events)
+            self._drain()
 
-        threading.Thread(target=run, name=f"syncer {prefix}", daemon=True).start()
+        runner = LoopSyncer(Syncer(lambda: EtcdClient(cfg), prefix),
+                            lambda: EtcdClient(cfg), prefix, datastore)
+        self.syncers.append(runner)
+        runner.start()
 
     # -- the loop ----------------------------------------------------------------
 
@@ -164,8 +160,8 @@ class SpeakerDaemon:
             resync.cancel()
             monitor.detach()
             monitor.close()
-            for syncer in self.syncers:
-                syncer.stop()
+            for runner in self.syncers:
+                await runner.stop()
             for server, path in zip(servers, self._ctl_paths, strict=True):
                 await ctl_stop(server, path)
             await self.exabgp.stop()
