@@ -312,7 +312,7 @@ class Speaker:
         if isinstance(event, exa.EndOfRib):
             rt = self.runtime.setdefault(event.peer, PeerRuntime())
             rt.eor = True
-            swept = self.rib.sweep_stale(event.peer) if self.rib else set()
+            swept = self.rib.sweep_stale(event.peer) if self.rib is not None else set()
             fx = Effects(kernel=self._kernel_changed(swept))
             fx += self._maybe_end_hold()
             return fx
