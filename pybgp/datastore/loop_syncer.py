@@ -32,20 +32,24 @@ def _would_block() -> tuple[type[BaseException], ...]:
 
 
 class LoopSyncer:
-    """Runs ``syncer`` over stores from ``client_factory``; ``emit`` gets each
-    group of events (in order) in the loop's thread. ``start()`` and
-    ``stop()`` from the loop."""
+    """Follows ``prefix`` over clients from ``client_factory`` (a
+    :class:`Syncer` does the bookkeeping); ``emit`` gets each group of events,
+    in order, in the loop's thread. ``start()`` and ``stop()`` from the loop."""
 
-    def __init__(self, syncer: Syncer, client_factory: Callable[[], EtcdClient],
-                 prefix: str, emit: Callable[[list[SyncEvent]], None]):
-        self.syncer = syncer
+    def __init__(self, client_factory: Callable[[], EtcdClient], prefix: str,
+                 emit: Callable[[list[SyncEvent]], None], *,
+                 min_backoff: float = 0.1, max_backoff: float = 2.0):
+        self.syncer = Syncer(client_factory, prefix,
+                             min_backoff=min_backoff, max_backoff=max_backoff)
         self._factory = client_factory
         self._prefix = prefix
         self._emit = emit
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    def start(self) -> asyncio.Task[None]:
+        """The task that follows; it ends only when stopped, or on a bug."""
         self._task = asyncio.get_running_loop().create_task(self._run())
+        return self._task
 
     async def stop(self) -> None:
         if self._task is not None:

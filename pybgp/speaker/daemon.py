@@ -32,7 +32,7 @@ from typing import Any
 
 from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
 from pybgp.datastore.loop_syncer import LoopSyncer
-from pybgp.datastore.syncer import InSync, Status, Syncer, SyncEvent, Update
+from pybgp.datastore.syncer import InSync, Status, SyncEvent, Update
 from pybgp.ipam.keys import affinities_prefix
 from pybgp.kernel_sync.monitor import RouteMonitor
 from pybgp.kernel_sync.sync import KernelSync
@@ -124,10 +124,17 @@ class SpeakerDaemon:
             self.queue.extend(("datastore", (prefix, ev)) for ev in events)
             self._drain()
 
-        runner = LoopSyncer(Syncer(lambda: EtcdClient(cfg), prefix),
-                            lambda: EtcdClient(cfg), prefix, datastore)
+        def ended(task: asyncio.Task[None]) -> None:
+            if not task.cancelled() and task.exception() is not None:
+                # a bug: stop (and say why) rather than run on a datastore view
+                # that no longer changes
+                log.error("following %s failed", prefix, exc_info=task.exception())
+                self._failure = task.exception()
+                self.stopping.set()
+
+        runner = LoopSyncer(lambda: EtcdClient(cfg), prefix, datastore)
         self.syncers.append(runner)
-        runner.start()
+        runner.start().add_done_callback(ended)
 
     # -- the loop ----------------------------------------------------------------
 

@@ -80,7 +80,7 @@ class _Follower:
             return EtcdClient(EtcdConfig(endpoints=[endpoint], timeout=2, **config))
 
         self.connect = connect
-        self.syncer = Syncer(connect, prefix, max_backoff=0.5)
+        self.syncer = Syncer(connect, prefix, max_backoff=0.5)  # thread mode
         self.prefix = prefix
         self.ready = threading.Event()
         self.thread = threading.Thread(
@@ -105,7 +105,7 @@ class _Follower:
             for ev in events:
                 self.events.put(ev)
 
-        runner = LoopSyncer(self.syncer, self.connect, self.prefix, emit)
+        runner = LoopSyncer(self.connect, self.prefix, emit, max_backoff=0.5)
         runner.start()
         self.ready.set()
         await self.stopping.wait()
