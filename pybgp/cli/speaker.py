@@ -56,7 +56,29 @@ def without_tls() -> None:
         sys.modules["ssl"] = None  # type: ignore[assignment]
 
 
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def fixed_mmap_threshold(size: int = 128 * 1024) -> bool:
+    """Have glibc mmap every block of ``size`` or more, and unmap it when freed.
+
+    By default glibc raises that threshold to the size of the largest such
+    block freed so far, after which big blocks come from the heap and what a
+    burst freed stays resident: a dict's table replaced as it grows, a
+    kernel pass's lists. Fixed at 128 KiB, a 100k-route transfer peaks
+    ~2 MiB lower (fib_learn: 66.5-67.2 against 68.6-69.3 MiB, alternating
+    runs) at the same speed. Returns whether glibc took it (not on musl).
+    """
+    try:
+        import ctypes  # here: the speaker loads it anyway (netlink), the CLI not
+
+        return bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, size))
+    except (OSError, AttributeError):
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
+    fixed_mmap_threshold()  # first: before the imports and the routes
     etcd = etcd_settings(args)
     if not etcd.needs_tls:
         without_tls()
