@@ -15,6 +15,9 @@ hand-off to the thread.
 
 Nothing is written to ExaBGP or the kernel before every datastore prefix is
 in sync (a half-read datastore would look like peers and blocks vanished).
+Readiness (``READY=1`` to ``$NOTIFY_SOCKET``, for systemd's ``Type=notify``
+and the lab) is sent once, when the datastore is in sync and the control
+sockets answer; nothing on the event or route paths sends anything.
 On exit nothing is flushed: routes persist in the kernel like BIRD's
 ``persist``, and peers keep ours for the graceful-restart time.
 """
@@ -30,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pybgp import notify
 from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
 from pybgp.datastore.loop_syncer import LoopSyncer
 from pybgp.datastore.syncer import InSync, Status, SyncEvent, Update
@@ -91,6 +95,8 @@ class SpeakerDaemon:
         self.kernel_busy = False
         self.exabgp_started = False
         self.datastore_state = "connecting"
+        self.serving = False  # the control sockets answer
+        self.notified_ready = False
         self.stopping = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -158,12 +164,15 @@ class SpeakerDaemon:
         for prefix in self.prefixes:
             self._start_syncer(prefix)
         servers = await self._serve_ctl()
+        self.serving = True
+        self._ready_if_due()
         resync = self.loop.create_task(self._periodic_resync())
         try:
             await self.stopping.wait()
             if self._failure is not None:
                 raise self._failure
         finally:
+            notify.stopping()
             resync.cancel()
             monitor.detach()
             monitor.close()
@@ -229,6 +238,7 @@ class SpeakerDaemon:
                 self.datastore_state = "in sync" if not self.unsynced else "syncing"
                 if not self.unsynced:
                     self._handle(self.speaker.on_synced(now))
+                    self._ready_if_due()
             elif isinstance(ev, Status) and ev.state != "connected":
                 log.warning("datastore %s: %s", ev.state, ev.reason)
                 self.datastore_state = f"{ev.state}: {ev.reason}"
@@ -236,6 +246,13 @@ class SpeakerDaemon:
             self._handle(self.speaker.on_exabgp(payload, now))
         elif kind == "timer":
             self._handle(self.speaker.on_timer(payload, now))
+
+    def _ready_if_due(self) -> None:
+        """Tell systemd (``$NOTIFY_SOCKET``) once: in sync with the datastore
+        and answering on the control sockets. Never again after a re-list."""
+        if self.serving and not self.unsynced and not self.notified_ready:
+            self.notified_ready = True
+            notify.ready(f"in sync, {len(self.speaker.peers)} peers")
 
     def _handle(self, fx: Effects) -> None:
         self.pending += fx
