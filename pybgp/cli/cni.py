@@ -9,17 +9,23 @@
 ``-IS`` (``-I -S`` as one shebang argument: no site, no user paths; ~25 ms
 less per pod start than a console script, which loads site and the
 editable-install finder) and puts the package and its dependencies on
-``sys.path`` explicitly. With ``--conf-dir``
-an example conflist ``10-pybgp.conflist`` (pybgp-cni followed by portmap) is
-written there too, unless one exists.
+``sys.path`` explicitly. With ``--conf-dir`` the conflist
+``10-pybgp.conflist`` (``pybgp.cni.conflist``: pybgp-cni followed by
+portmap, with the given etcd, TLS, node name and daemon socket) is written
+there too; an existing one is kept unless ``--force``. Every file is
+written to a temp file in its own directory and renamed over the old one,
+so a runtime never reads half a file.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+
+from pybgp.errors import PybgpError
 
 LAUNCHER = """#!{python} -IS
 # Written by `pybgp install-cni`: the {what} of pybgp, started without site
@@ -40,10 +46,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     datastore_flags(p)
     p.set_defaults(func=run_daemon)
 
-    p = sub.add_parser("install-cni", help="install the pybgp-cni / pybgp-ipam launchers")
+    p = sub.add_parser("install-cni", help="install the pybgp-cni / pybgp-ipam launchers "
+                                           "and the CNI conflist")
     p.add_argument("--bin-dir", default="/opt/cni/bin", help="CNI plugin directory")
-    p.add_argument("--conf-dir", help="also write an example conflist here")
-    p.add_argument("--etcd-endpoints", help="etcd_endpoints for the example conflist")
+    p.add_argument("--conf-dir", help="also write 10-pybgp.conflist here (e.g. /etc/cni/net.d)")
+    p.add_argument("--force", action="store_true", help="replace an existing conflist")
+    g = p.add_argument_group("conflist values (left out when not given)")
+    g.add_argument("--etcd-endpoints", help="etcd_endpoints, comma separated")
+    g.add_argument("--etcd-ca-cert-file")
+    g.add_argument("--etcd-cert-file")
+    g.add_argument("--etcd-key-file")
+    g.add_argument("--nodename", help="this node's name (else NODENAME / "
+                                      "/var/lib/calico/nodename / host name at run time)")
+    g.add_argument("--daemon-socket", help="the cni-daemon's socket")
+    g.add_argument("--mtu", type=int, default=1500)
     p.set_defaults(func=run_install)
 
 
@@ -77,34 +93,46 @@ def package_paths() -> list[str]:
     return out
 
 
+def write_atomically(path: str, text: str, mode: int = 0o644) -> None:
+    """``text`` into ``path`` via a temp file in the same directory and a rename."""
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)  # a runtime never reads or executes a half-written file
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_launcher(path: str, module: str, what: str) -> None:
     text = LAUNCHER.format(python=sys.executable, paths=package_paths(), module=module,
                            what=what)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)  # atomic: a runtime never executes a half-written file
+    write_atomically(path, text, 0o755)
 
 
-def example_conflist(etcd_endpoints: str | None) -> dict[str, object]:
-    plugin: dict[str, object] = {
-        "type": "pybgp-cni",
-        "log_level": "info",
-        "mtu": 1500,
-        "ipam": {"type": "pybgp-ipam"},
-    }
-    if etcd_endpoints:
-        plugin["etcd_endpoints"] = etcd_endpoints
-    return {
-        "cniVersion": "1.0.0",
-        "name": "k8s-pod-network",
-        "plugins": [plugin, {"type": "portmap", "snat": True,
-                             "capabilities": {"portMappings": True}}],
-    }
+def conflist_text(args: argparse.Namespace) -> str:
+    from pybgp.cni.conflist import conflist
+
+    try:
+        doc = conflist(etcd_endpoints=args.etcd_endpoints,
+                       etcd_ca_cert_file=args.etcd_ca_cert_file,
+                       etcd_cert_file=args.etcd_cert_file, etcd_key_file=args.etcd_key_file,
+                       nodename=args.nodename, daemon_socket=args.daemon_socket,
+                       mtu=args.mtu)
+    except ValueError as exc:
+        raise PybgpError(f"install-cni: {exc}") from None
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def run_install(args: argparse.Namespace) -> int:
+    from pybgp.cni.conflist import FILENAME
+
+    text = conflist_text(args) if args.conf_dir else ""  # refuse bad values before writing
     os.makedirs(args.bin_dir, exist_ok=True)
     for name, module, what in (("pybgp-cni", "pybgp.cni.client", "CNI plugin"),
                                ("pybgp-ipam", "pybgp.cni.ipam_entry", "IPAM plugin")):
@@ -113,12 +141,10 @@ def run_install(args: argparse.Namespace) -> int:
         print(f"installed {path}")
     if args.conf_dir:
         os.makedirs(args.conf_dir, exist_ok=True)
-        path = os.path.join(args.conf_dir, "10-pybgp.conflist")
-        if os.path.exists(path):
-            print(f"kept existing {path}")
+        path = os.path.join(args.conf_dir, FILENAME)
+        if os.path.exists(path) and not args.force:
+            print(f"kept existing {path} (--force replaces it)")
         else:
-            with open(path, "w") as fh:
-                json.dump(example_conflist(args.etcd_endpoints), fh, indent=2)
-                fh.write("\n")
+            write_atomically(path, text)
             print(f"wrote {path}")
     return 0

@@ -268,3 +268,41 @@ def test_launcher_reports_bad_config_as_cni_error(tmp_path: Path) -> None:
         out = json.loads(proc.stdout)
         assert proc.returncode == 1 and out["code"] == spec.INVALID_CONFIG, out
         assert "Traceback" not in proc.stdout
+
+
+def test_install_cni_conflist_values_atomic_and_kept(tmp_path: Path) -> None:
+    conf = tmp_path / "net.d"
+    args = ["install-cni", "--bin-dir", str(tmp_path / "bin"), "--conf-dir", str(conf),
+            "--etcd-endpoints", "https://198.18.0.1:2379", "--etcd-ca-cert-file", "/ca.pem",
+            "--etcd-cert-file", "/c.pem", "--etcd-key-file", "/k.pem", "--nodename", "node-7",
+            "--daemon-socket", "/run/x/cni.sock", "--mtu", "1400"]
+    assert cli_main(args) == 0
+    doc = json.loads((conf / "10-pybgp.conflist").read_text())
+    cni = doc["plugins"][0]
+    assert cni == {"type": "pybgp-cni", "log_level": "info", "mtu": 1400,
+                   "etcd_endpoints": "https://198.18.0.1:2379", "etcd_ca_cert_file": "/ca.pem",
+                   "etcd_cert_file": "/c.pem", "etcd_key_file": "/k.pem",
+                   "nodename": "node-7", "daemon_socket": "/run/x/cni.sock",
+                   "ipam": {"type": "pybgp-ipam"}}
+    # nothing but the files themselves: the temp files were renamed over them
+    assert sorted(p.name for p in conf.iterdir()) == ["10-pybgp.conflist"]
+    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["pybgp-cni", "pybgp-ipam"]
+    # an existing conflist is kept, unless --force
+    assert cli_main([*args[:-2], "--mtu", "1300"]) == 0
+    assert json.loads((conf / "10-pybgp.conflist").read_text())["plugins"][0]["mtu"] == 1400
+    assert cli_main([*args[:-2], "--mtu", "1300", "--force"]) == 0
+    assert json.loads((conf / "10-pybgp.conflist").read_text())["plugins"][0]["mtu"] == 1300
+
+
+def test_install_cni_refuses_a_bad_mtu_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    rc = cli_main(["install-cni", "--bin-dir", str(tmp_path / "bin"), "--conf-dir",
+                   str(tmp_path / "net.d"), "--mtu", "12"])
+    assert rc == 1 and "mtu 12" in capsys.readouterr().err
+    assert not (tmp_path / "bin").exists() and not (tmp_path / "net.d").exists()
+
+
+def test_the_shipped_conflist_is_the_template() -> None:
+    from pybgp.cni.conflist import EXAMPLE, conflist
+
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "cni" / "10-pybgp.conflist"
+    assert json.loads(shipped.read_text()) == conflist(**EXAMPLE)
