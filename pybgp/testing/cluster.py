@@ -6,18 +6,30 @@ its namespace (etcd over the unix socket, its sockets and state in a private
 directory), and pods whose addresses come from IPAM exactly as the CNI plugin
 takes them, so the speaker sees confirmed block affinities.
 
+Pods made with ``cni=True`` come from the real ``pybgp-cni``, run as a
+container runtime runs it: the node's conflist (written by ``pybgp
+install-cni``, the operator's command, from the one template) through
+``pybgp.testing.cni.Runtime`` — every plugin in order with ``prevResult``,
+the CNI_* environment, inside the node's namespace; ``del_pod`` is the
+runtime's DEL.
+
 Used by the system tests and by ``pybgp lab``. Every wait here is bounded.
+With a ``Journal`` the cluster's part (nodes, pods, speakers by PID and
+start time) is written under "cluster" after every change, and
+``Cluster.restore`` attaches to it from another process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
-import json
+import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +38,14 @@ from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
 from pybgp.datastore.resources import ResourceStore
 from pybgp.ipam import IPAM, Pool
 from pybgp.model import parse_resource
+from pybgp.testing.cni import Attachment, NetworkConfigList, Runtime
 from pybgp.testing.etcd import EtcdServer
+from pybgp.testing.journal import Journal
 from pybgp.testing.netns import Node, Pod, Topology
+from pybgp.testing.procs import ProcessRecord
+
+DEBIAN_CNI = "/usr/lib/cni"  # portmap, the conflist's second plugin
+POD_IFNAME = "eth0"
 
 
 def resource(kind: str, name: str, spec: dict[str, Any], **metadata: Any) -> Any:
@@ -52,6 +70,15 @@ class ClusterNode:
     node: Node
     dir: Path
     speaker: subprocess.Popen[bytes] | None = None
+    speaker_record: ProcessRecord | None = None
+
+    @property
+    def conf_dir(self) -> Path:
+        return self.dir / "net.d"
+
+    @property
+    def notify_socket(self) -> str:
+        return str(self.dir / "notify.sock")
 
     @property
     def bird_socket(self) -> str:
@@ -64,7 +91,10 @@ class ClusterNode:
 
 class Cluster:
     def __init__(self, topology: Topology, etcd: EtcdServer, *,
-                 pool: str = "198.19.0.0/16", workdir: str | None = None):
+                 pool: str = "198.19.0.0/16", workdir: str | None = None,
+                 journal: Journal | None = None, create: bool = True):
+        """A cluster on ``topology`` and ``etcd``; ``create=False`` attaches to what
+        exists (see ``restore``) without writing the pool or making the fabric."""
         self.topo = topology
         self.etcd = etcd
         self.kv = EtcdClient(EtcdConfig(endpoints=[etcd.endpoint]))
@@ -72,10 +102,45 @@ class Cluster:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pybgp-cluster-"))
         self.secrets_dir = self.workdir / "secrets"
         self.nodes: dict[str, ClusterNode] = {}
+        self.pool = pool
         self.pools = [Pool(pool)]
-        self.store.apply([resource("IPPool", "default-pool", {"cidr": pool})])
-        topology.add_fabric()
+        self.pods: dict[str, Pod] = {}  # pods made through the CNI plugin, by name
+        self.journal = journal
+        self._notify: dict[str, socket.socket] = {}
+        if create:
+            self.store.apply([resource("IPPool", "default-pool", {"cidr": pool})])
+            topology.add_fabric()
+            self._save()
 
+    # ----- persistence -------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "workdir": str(self.workdir), "pool": self.pool,
+            "nodes": {n: {"dir": str(cn.dir),
+                          "speaker": cn.speaker_record.to_dict() if cn.speaker_record else None}
+                      for n, cn in self.nodes.items()},
+            "pods": {n: p.to_dict() for n, p in self.pods.items()},
+        }
+
+    @classmethod
+    def restore(cls, snap: Mapping[str, Any], topology: Topology, etcd: EtcdServer,
+                journal: Journal | None = None) -> Cluster:
+        """The cluster another process built (its snapshot), on its restored topology."""
+        c = cls(topology, etcd, pool=snap["pool"], workdir=snap["workdir"], journal=journal,
+                create=False)
+        for name, d in snap.get("nodes", {}).items():
+            rec = d.get("speaker")
+            c.nodes[name] = ClusterNode(name, topology.nodes[name], Path(d["dir"]),
+                                        speaker_record=ProcessRecord.from_dict(rec)
+                                        if rec else None)
+        c.pods = {n: Pod.from_dict(p, topology.nodes) for n, p in snap.get("pods", {}).items()}
+        return c
+
+    def _save(self) -> None:
+        if self.journal is not None:
+            self.journal.update("cluster", self.snapshot())
+
+    # ----- nodes and speakers ------------------------------------------------
     def add_node(self, name: str, ip: str, **bgp: Any) -> ClusterNode:
         node = self.topo.add_node(name, ip)
         self.store.apply([resource("Node", name, {"bgp": {"ipv4Address": ip, **bgp}})])
@@ -83,6 +148,7 @@ class Cluster:
         d.mkdir(parents=True, exist_ok=True)
         cn = ClusterNode(name, node, d)
         self.nodes[name] = cn
+        self._save()
         return cn
 
     def set_secret(self, secret: str, key: str, value: str) -> None:
@@ -90,8 +156,15 @@ class Cluster:
         path.mkdir(parents=True, exist_ok=True)
         (path / key).write_text(value)
 
-    def start_speaker(self, name: str, *, startup_hold: float = 10.0) -> subprocess.Popen[bytes]:
+    def start_speaker(self, name: str, *, startup_hold: float = 10.0,
+                      notify: bool = False) -> subprocess.Popen[bytes]:
+        """``pybgp speaker`` in the node's namespace. With ``notify`` it gets a
+        ``$NOTIFY_SOCKET`` of the cluster's, as under systemd: see ``wait_ready``."""
         cn = self.nodes[name]
+        env = None
+        if notify:
+            self._listen_notify(cn)
+            env = dict(os.environ, NOTIFY_SOCKET=cn.notify_socket)
         log = open(cn.dir / "speaker.log", "ab")  # noqa: SIM115 - the child owns it
         try:
             cn.speaker = self.topo.popen(
@@ -100,11 +173,50 @@ class Cluster:
                 "--bird-socket", cn.bird_socket, "--json-socket", cn.json_socket,
                 "--state-dir", str(cn.dir / "state"), "--secrets-dir", str(self.secrets_dir),
                 "--startup-hold", str(startup_hold),
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log, stderr=subprocess.STDOUT, env=env,
             )
         finally:
             log.close()
+        pid = cn.speaker.pid
+        cn.speaker_record = next((r for r in reversed(self.topo.records) if r.pid == pid), None)
+        self._save()
         return cn.speaker
+
+    def _listen_notify(self, cn: ClusterNode) -> None:
+        old = self._notify.pop(cn.name, None)
+        if old is not None:
+            old.close()
+        Path(cn.notify_socket).unlink(missing_ok=True)
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        s.bind(cn.notify_socket)
+        self._notify[cn.name] = s
+
+    def wait_ready(self, name: str, timeout: float = 30.0) -> str:
+        """Wait for the speaker's ``READY=1`` (sent once it is in sync and serving);
+        returns its STATUS text. Raises if it exits or stays silent for ``timeout``."""
+        cn, s = self.nodes[name], self._notify[name]
+        end = time.monotonic() + timeout
+        try:
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"speaker on {name} not ready after {timeout:g}s "
+                                       f"(log: {cn.dir / 'speaker.log'})")
+                if cn.speaker is not None and cn.speaker.poll() is not None:
+                    raise RuntimeError(f"speaker on {name} exited with {cn.speaker.returncode} "
+                                       f"(log: {cn.dir / 'speaker.log'})")
+                s.settimeout(min(left, 0.25))
+                try:
+                    msg = s.recv(4096).decode(errors="replace")
+                except TimeoutError:
+                    continue
+                fields = dict(line.split("=", 1) for line in msg.splitlines() if "=" in line)
+                if fields.get("READY") == "1":
+                    return fields.get("STATUS", "")
+        finally:
+            s.close()
+            self._notify.pop(name, None)
+            Path(cn.notify_socket).unlink(missing_ok=True)
 
     def kill_speaker(self, name: str) -> None:
         """SIGKILL, as a crash would: nothing gets to clean up."""
@@ -117,8 +229,8 @@ class Cluster:
                 ipam_node: str | None = None, cni: bool = False, **ipam_args: Any) -> Pod:
         """A pod wired like the CNI plugin does, its address taken from IPAM.
 
-        With ``cni=True`` the real ``pybgp-cni`` executable does it, run in the
-        node's namespace the way a container runtime runs it.
+        With ``cni=True`` the real ``pybgp-cni`` does it, from the node's
+        conflist, run in the node's namespace the way a container runtime runs it.
         """
         if cni:
             return self._cni_pod(node, pod)
@@ -130,24 +242,75 @@ class Cluster:
             ipam.assign_ip(ip, handle, {"node": node, "pod": pod}, self.pools)
         return self.topo.add_pod(self.nodes[node].node, pod, ip)
 
+    # ----- pods through the CNI plugin, as a runtime runs it ---------------------
+    @property
+    def cni_bin(self) -> Path:
+        return self.workdir / "cni" / "bin"
+
+    def install_cni(self, name: str) -> Path:
+        """``pybgp install-cni`` for node ``name`` (once): the launchers into the
+        cluster's CNI bin dir, the node's conflist into its conf dir."""
+        cn = self.nodes[name]
+        path = cn.conf_dir / "10-pybgp.conflist"
+        if path.exists():
+            return path
+        if not os.path.isfile(os.path.join(DEBIAN_CNI, "portmap")):
+            raise FileNotFoundError(f"{DEBIAN_CNI}/portmap missing: install the Debian "
+                                    "package containernetworking-plugins")
+        cli = Path(sys.executable).with_name("pybgp")
+        subprocess.run(
+            [str(cli), "install-cni", "--bin-dir", str(self.cni_bin),
+             "--conf-dir", str(cn.conf_dir), "--nodename", name,
+             "--etcd-endpoints", self.etcd.unix_endpoint,
+             "--daemon-socket", str(cn.dir / "cni.sock")],
+            check=True, capture_output=True, text=True, timeout=60)
+        return path
+
+    def runtime(self, name: str) -> tuple[Runtime, NetworkConfigList]:
+        """The container runtime of node ``name`` and the network it attaches pods to."""
+        cn = self.nodes[name]
+        net = NetworkConfigList.load(self.install_cni(name))
+        rt = Runtime([self.cni_bin, DEBIAN_CNI], host_netns=cn.node.ns,
+                     cache_dir=cn.dir / "cni-cache")
+        return rt, net
+
+    @staticmethod
+    def attachment(node: str, pod: str, ns: str, k8s_namespace: str = "default") -> Attachment:
+        """What a runtime hands the plugins for pod ``pod`` on ``node`` in netns ``ns``."""
+        cid = f"{node}-{pod}"
+        return Attachment(cid, f"/var/run/netns/{ns}", POD_IFNAME, {
+            "IgnoreUnknown": "1", "K8S_POD_NAMESPACE": k8s_namespace,
+            "K8S_POD_NAME": pod, "K8S_POD_INFRA_CONTAINER_ID": cid})
+
     def _cni_pod(self, node: str, pod: str) -> Pod:
+        if pod in self.pods:
+            raise ValueError(f"pod {pod!r} exists (on {self.pods[pod].node.name})")
         cn = self.nodes[node]
+        rt, net = self.runtime(node)
         ns = self.topo.add_namespace(f"{node}-{pod}")
-        config = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "pybgp-cni",
-                  "etcd_endpoints": self.etcd.unix_endpoint, "nodename": node,
-                  "ipam": {"type": "pybgp-ipam"}}
-        plugin = Path(sys.executable).with_name("pybgp-cni")
-        out = self.topo.exec(
-            cn.node, "env", "CNI_COMMAND=ADD", f"CNI_CONTAINERID={node}-{pod}",
-            f"CNI_NETNS=/var/run/netns/{ns}", "CNI_IFNAME=eth0",
-            f"CNI_PATH={plugin.parent}",
-            f"CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}",
-            "PYBGP_CNI_SOCKET=/nonexistent/cni.sock",  # no daemon: run in-process
-            str(plugin), input=json.dumps(config))
-        result = json.loads(out.stdout)
+        att = self.attachment(node, pod, ns)
+        try:
+            result = rt.add(net, att)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                rt.delete(net, att)  # what a runtime does after a failed ADD
+            self.topo.remove_namespace(ns)
+            raise
         address = result["ips"][0]["address"].split("/")[0]
         host_iface = result["interfaces"][0]["name"]
-        return Pod(pod, ns, cn.node, ipaddress.ip_address(address), host_iface)
+        p = Pod(pod, ns, cn.node, ipaddress.ip_address(address), host_iface)
+        self.pods[pod] = p
+        self._save()
+        return p
+
+    def del_pod(self, pod: str) -> None:
+        """The runtime's DEL through every plugin, then the pod's namespace goes."""
+        p = self.pods[pod]
+        rt, net = self.runtime(p.node.name)
+        rt.delete(net, self.attachment(p.node.name, p.name, p.ns, p.k8s_namespace))
+        self.topo.remove_namespace(p.ns)
+        del self.pods[pod]
+        self._save()
 
     def routes(self, name: str) -> str:
         return self.topo.exec(self.nodes[name].node, "ip", "route", "show").stdout
@@ -172,5 +335,8 @@ class Cluster:
         wait_until(check, timeout, f"{count} established sessions on {name}")
 
     def close(self) -> None:
+        for s in self._notify.values():
+            s.close()
+        self._notify.clear()
         self.kv.close()
 

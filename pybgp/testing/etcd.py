@@ -6,6 +6,13 @@ etcd's v3 JSON gateway (put/get/wipe/compact) so tests need no client library.
 
 Must never: listen on anything but 127.0.0.1, signal any process but the one
 it started, or remove any directory but the one it created.
+
+For the lab: ``data_root=`` puts everything (data, log, unix socket) in a
+directory of the caller's; ``persistent=True`` lets the server outlive this
+process (no clean-up at exit); with a ``Journal`` its name, ports and (PID,
+start time) are written under "etcd" before and right after it starts, and
+``EtcdServer.restore()`` attaches to it from another process. A restored
+server is signalled only while its PID still has the recorded start time.
 """
 
 from __future__ import annotations
@@ -28,6 +35,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pybgp.testing.journal import Journal
+from pybgp.testing.procs import ProcessRecord, pids_with_cwd_under, wait_gone
 
 PORT_RANGE = (20000, 32000)  # below Linux's default ephemeral range (32768-60999)
 RESERVED_PORTS = {2379, 2380}
@@ -106,13 +116,22 @@ class EtcdServer:
     """One etcd member on 127.0.0.1. `start()` on construction unless `start=False`."""
 
     def __init__(self, name: str | None = None, *, start: bool = True,
-                 binary: str = "etcd", tls: TLSFiles | None = None) -> None:
+                 binary: str = "etcd", tls: TLSFiles | None = None,
+                 data_root: str | Path | None = None, persistent: bool = False,
+                 journal: Journal | None = None) -> None:
         path = shutil.which(binary)
         if path is None:
             raise EtcdError(f"{binary!r} not found on PATH (Debian package etcd-server)")
         self.binary = path
         self.name = name or f"pybgp-{os.getpid()}-{random.randrange(16**6):06x}"
-        self.data_root = Path(tempfile.mkdtemp(prefix="pybgp-etcd-", dir=_data_root()))
+        self.journal = journal
+        self.persistent = persistent
+        self.record: ProcessRecord | None = None  # the running etcd, by identity
+        if data_root is None:
+            self.data_root = Path(tempfile.mkdtemp(prefix="pybgp-etcd-", dir=_data_root()))
+        else:
+            self.data_root = Path(data_root).resolve()
+            self.data_root.mkdir(parents=True, exist_ok=False)  # ours alone, so ours to remove
         self.data_dir = self.data_root / "data"
         self.log_path = self.data_root / "etcd.log"
         self.client_port = free_port()
@@ -123,7 +142,9 @@ class EtcdServer:
         self.tls_port = free_port({self.client_port, self.peer_port}) if tls else 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._closed = False
-        atexit.register(self.close)
+        if not persistent:
+            atexit.register(self.close)
+        self._save()
         if start:
             try:
                 self.start()
@@ -153,7 +174,44 @@ class EtcdServer:
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self.record is not None and self.record.alive()
+
+    # ----- persistence -------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        tls = None if self.tls is None else {"ca": self.tls.ca, "cert": self.tls.cert,
+                                             "key": self.tls.key}
+        return {"name": self.name, "binary": self.binary, "data_root": str(self.data_root),
+                "client_port": self.client_port, "peer_port": self.peer_port,
+                "tls_port": self.tls_port, "tls": tls, "closed": self._closed,
+                "process": self.record.to_dict() if self.record else None}
+
+    @classmethod
+    def restore(cls, desc: dict[str, Any], journal: Journal | None = None) -> EtcdServer:
+        """Attach to a server another process started (see ``describe``); never starts one."""
+        srv = cls.__new__(cls)
+        srv.binary = desc["binary"]
+        srv.name = desc["name"]
+        srv.journal = journal
+        srv.persistent = True
+        srv.data_root = Path(desc["data_root"])
+        srv.data_dir = srv.data_root / "data"
+        srv.log_path = srv.data_root / "etcd.log"
+        srv.client_port = int(desc["client_port"])
+        srv.peer_port = int(desc["peer_port"])
+        srv.tls_port = int(desc.get("tls_port") or 0)
+        tls = desc.get("tls")
+        srv.tls = TLSFiles(tls["ca"], tls["cert"], tls["key"]) if tls else None
+        srv.proc = None
+        proc = desc.get("process")
+        srv.record = ProcessRecord.from_dict(proc) if proc else None
+        srv._closed = bool(desc.get("closed", False))
+        return srv
+
+    def _save(self) -> None:
+        if self.journal is not None:
+            self.journal.update("etcd", self.describe())
 
     def _argv(self) -> list[str]:
         return [
@@ -203,9 +261,17 @@ class EtcdServer:
         # A killed etcd leaves its unix socket behind, and a new one cannot bind over it.
         (self.data_root / "etcd.sock:0").unlink(missing_ok=True)
         with open(self.log_path, "ab") as log:
+            # A persistent server gets a session of its own: a terminal's ^C
+            # or hang-up aimed at its starter does not reach it.
             self.proc = subprocess.Popen(self._argv(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log, env=self._env(),
-                                         cwd=self.data_root)
+                                         cwd=self.data_root,
+                                         start_new_session=self.persistent)
+        try:
+            self.record = ProcessRecord.of(self.proc.pid, "etcd " + self.name)
+        except ProcessLookupError:
+            self.record = None  # died at once: wait_healthy says why
+        self._save()
         self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> None:
@@ -238,6 +304,10 @@ class EtcdServer:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `timeout`; data dir kept."""
         if self.proc is None:
+            if self.record is not None:
+                self.record.stop(timeout, group=False)
+                self.record = None
+                self._save()
             return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -247,27 +317,47 @@ class EtcdServer:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self.proc = None
+        self.record = None
+        self._save()
 
     def kill(self) -> None:
         """SIGKILL (a crash); data dir kept."""
         if self.proc is None:
+            if self.record is not None:
+                self.record.signal(signal.SIGKILL, group=False)
+                wait_gone([self.record], 10.0)
+                self.record = None
+                self._save()
             return
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self.proc = None
+        self.record = None
+        self._save()
 
     def restart(self, timeout: float = START_TIMEOUT) -> None:
         self.stop()
         self.start(timeout)
 
     def close(self) -> None:
-        """Kill the process (by its PID) and remove the data dir. Idempotent."""
+        """Kill the process (by its PID) and remove the data dir. Idempotent.
+
+        An etcd whose PID was never recorded (its starter was killed between
+        fork and record) is found by its working directory, our data dir."""
         self.kill()
+        if self.data_root.is_dir():
+            for pid in pids_with_cwd_under(self.data_root):
+                with contextlib.suppress(ProcessLookupError):
+                    rec = ProcessRecord.of(pid, "etcd by its directory")
+                    rec.signal(signal.SIGKILL, group=False)
+                    wait_gone([rec], 10.0)
         if not self._closed:
             shutil.rmtree(self.data_root, ignore_errors=True)
             self._closed = True
-            atexit.unregister(self.close)
+            if not self.persistent:
+                atexit.unregister(self.close)
+            self._save()
 
     def __enter__(self) -> EtcdServer:
         return self

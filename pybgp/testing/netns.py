@@ -16,6 +16,14 @@ their target namespaces), exec into a namespace it did not create, use or ping
 an address outside the lab ranges (see `names`), or remove anything it did not
 record. It is thin subprocess calls to `ip` (iproute2) on purpose: what an
 operator would type.
+
+Persistence (for `pybgp lab`, whose daemons outlive the process that built
+them): with a `Journal`, the topology writes its snapshot under the key
+"topology" before each namespace is created (as `pending`) and after each
+change, processes as (PID, start time) records. `Topology.restore()` makes
+a topology from that snapshot in another process; its `close()` stops the
+recorded processes only if their start time still matches, then removes the
+namespaces, the pending one included (its name carries this run's id).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pybgp.testing.journal import Journal
 from pybgp.testing.names import (
     IPAddress,
     IPInterface,
@@ -46,6 +55,7 @@ from pybgp.testing.names import (
     ns_marker,
     ns_name,
 )
+from pybgp.testing.procs import ProcessRecord, wait_gone
 
 NETNS_DIRS = (Path("/run/netns"), Path("/var/run/netns"))
 BRIDGE = "br0"
@@ -85,6 +95,17 @@ class Node:
     def addr6(self) -> str | None:
         return str(self.ip6.ip) if self.ip6 else None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ns": self.ns, "ip": str(self.ip),
+                "ip6": str(self.ip6) if self.ip6 else None, "iface": self.iface,
+                "kind": self.kind}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Node:
+        return cls(name=d["name"], ns=d["ns"], ip=check_node_address(d["ip"]),
+                   ip6=check_node_address(d["ip6"]) if d.get("ip6") else None,
+                   iface=d.get("iface", NODE_IFACE), kind=d.get("kind", "node"))
+
 
 @dataclass(frozen=True)
 class Pod:
@@ -102,6 +123,19 @@ class Pod:
     @property
     def addr(self) -> str:
         return str(self.ip)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ns": self.ns, "node": self.node.name, "ip": str(self.ip),
+                "host_iface": self.host_iface, "k8s_namespace": self.k8s_namespace,
+                "ip6": str(self.ip6) if self.ip6 else None, "iface": self.iface}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], nodes: Mapping[str, Node]) -> Pod:
+        return cls(name=d["name"], ns=d["ns"], node=nodes[d["node"]],
+                   ip=check_pod_address(d["ip"]), host_iface=d["host_iface"],
+                   k8s_namespace=d.get("k8s_namespace", "default"),
+                   ip6=check_pod_address(d["ip6"]) if d.get("ip6") else None,
+                   iface=d.get("iface", POD_IFACE))
 
 
 NsRef = str | Node | Pod
@@ -185,7 +219,8 @@ def _dual_stack(what: str, check: Callable[[str], _A], ip: str,
 class Topology:
     """A set of namespaces built for one test (or one lab), removed by identity on close."""
 
-    def __init__(self, prefix: str = "pbt", run_id: str | None = None) -> None:
+    def __init__(self, prefix: str = "pbt", run_id: str | None = None, *,
+                 journal: Journal | None = None) -> None:
         self.prefix = check_prefix(prefix)
         taken = {n[len(prefix) + 1 :].split("-", 1)[0] for n in list_namespaces()
                  if n.startswith(prefix + "-")}
@@ -194,12 +229,57 @@ class Topology:
         self.namespaces: list[str] = []
         self.links: list[tuple[str, str]] = []
         self.procs: list[subprocess.Popen[Any]] = []
+        self.records: list[ProcessRecord] = []  # every process started, by identity
+        self.pending: str | None = None  # a namespace being created right now
+        self.journal = journal
         self.nodes: dict[str, Node] = {}
         self.pods: dict[str, Pod] = {}
         self.fabric: str | None = None
         self._port_index = 0
         self._gateways: set[IPAddress] = set()
         self._closed = False
+        self._save()
+
+    # ----- persistence -------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to find and remove what this topology made."""
+        return {
+            "prefix": self.prefix, "run_id": self.run_id, "namespaces": list(self.namespaces),
+            "pending": self.pending, "links": [list(x) for x in self.links],
+            "processes": [r.to_dict() for r in self.records], "fabric": self.fabric,
+            "port_index": self._port_index, "gateways": sorted(str(g) for g in self._gateways),
+            "nodes": {n: node.to_dict() for n, node in self.nodes.items()},
+            "pods": {n: pod.to_dict() for n, pod in self.pods.items()},
+            "closed": self._closed,
+        }
+
+    @classmethod
+    def restore(cls, snap: Mapping[str, Any], journal: Journal | None = None) -> Topology:
+        """The topology a snapshot describes (made by another process), to use or close."""
+        topo = cls.__new__(cls)
+        topo.prefix = check_prefix(snap["prefix"])
+        topo.run_id = check_run_id(snap["run_id"])
+        topo.marker = ns_marker(topo.prefix, topo.run_id)
+        for ns in [*snap["namespaces"], *([snap["pending"]] if snap.get("pending") else [])]:
+            if not ns.startswith(topo.marker):
+                raise ValueError(f"namespace {ns!r} in the snapshot is not of run {topo.marker}")
+        topo.namespaces = list(snap["namespaces"])
+        topo.pending = snap.get("pending")
+        topo.links = [(a, b) for a, b in snap.get("links", [])]
+        topo.procs = []
+        topo.records = [ProcessRecord.from_dict(r) for r in snap.get("processes", [])]
+        topo.journal = journal
+        topo.nodes = {n: Node.from_dict(d) for n, d in snap.get("nodes", {}).items()}
+        topo.pods = {n: Pod.from_dict(d, topo.nodes) for n, d in snap.get("pods", {}).items()}
+        topo.fabric = snap.get("fabric")
+        topo._port_index = int(snap.get("port_index", 0))
+        topo._gateways = {check_lab_destination(g) for g in snap.get("gateways", [])}
+        topo._closed = bool(snap.get("closed", False))
+        return topo
+
+    def _save(self) -> None:
+        if self.journal is not None:
+            self.journal.update("topology", self.snapshot())
 
     # ----- context manager -------------------------------------------------
     def __enter__(self) -> Topology:
@@ -218,8 +298,17 @@ class Topology:
         ns = self.ns_name(name)
         if ns in self.namespaces:
             raise ValueError(f"namespace {ns} already in this topology")
-        _run(["ip", "netns", "add", ns])  # fails if it exists: never adopt another's
+        self.pending = ns
+        self._save()  # on disk before it exists: a crash right after leaves it findable
+        try:
+            _run(["ip", "netns", "add", ns])  # fails if it exists: never adopt another's
+        except CommandError:
+            self.pending = None
+            self._save()
+            raise
         self.namespaces.append(ns)
+        self.pending = None
+        self._save()
         self.ip(ns, "link", "set", "lo", "up")
         return ns
 
@@ -262,6 +351,7 @@ class Topology:
         self.ip(fabric, "link", "add", port, "type", "veth", "peer", "name", NODE_IFACE,
                 "netns", ns)
         self.links.append((fabric, port))
+        self._save()
         self.ip(fabric, "link", "set", port, "master", BRIDGE, "up")
         self.sysctl(ns, {"net.ipv4.ip_forward": 1, "net.ipv6.conf.all.forwarding": 1,
                          f"net.ipv6.conf.{NODE_IFACE}.accept_dad": 0})
@@ -275,6 +365,7 @@ class Topology:
         self.batch(ns, cmds)
         node = Node(name=name, ns=ns, ip=iface, ip6=iface6, kind=kind)
         self.nodes[name] = node
+        self._save()
         return node
 
     @staticmethod
@@ -297,6 +388,7 @@ class Topology:
             flag = " nodad" if addr.version == 6 else ""
             self.batch(fabric, [f"addr add {addr}/{iface.network.prefixlen} dev {BRIDGE}{flag}"])
             self._gateways.add(addr)
+            self._save()
         return str(addr)
 
     def add_external_router(self, name: str, ip: str, ip6: str | None = None) -> Node:
@@ -350,6 +442,7 @@ class Topology:
         pod = Pod(name=name, ns=ns, node=host, ip=addr, host_iface=veth,
                   k8s_namespace=k8s_namespace, ip6=addr6)
         self.pods[name] = pod
+        self._save()
         return pod
 
     def route(self, ns: NsRef, dst: str, via: str | None = None, dev: str | None = None) -> None:
@@ -362,6 +455,17 @@ class Topology:
         self.ip(ns, *args)
 
     # ----- running things ---------------------------------------------------
+    def remove_namespace(self, ns: NsRef) -> None:
+        """Delete one of our namespaces now (what runs inside is killed), and forget it."""
+        name = self._ns(ns)
+        err = _delete_namespace(name)
+        if err:
+            raise RuntimeError(err)
+        self.namespaces.remove(name)
+        self.links = [(n, link) for n, link in self.links if n != name]
+        self.pods = {k: p for k, p in self.pods.items() if p.ns != name}
+        self._save()
+
     def _ns(self, ns: NsRef) -> str:
         name = ns if isinstance(ns, str) else ns.ns
         if name not in self.namespaces:
@@ -401,6 +505,13 @@ class Topology:
         kwargs["start_new_session"] = True
         proc = subprocess.Popen(["ip", "netns", "exec", self._ns(ns), *argv], **kwargs)
         self.procs.append(proc)
+        # `ip netns exec` execs argv in place: the PID is the program's. If it
+        # already died, the Popen still has it, and the namespace's PIDs go anyway.
+        try:
+            self.records.append(ProcessRecord.of(proc.pid, " ".join(argv)[:200]))
+        except ProcessLookupError:
+            pass
+        self._save()
         return proc
 
     def ping(self, ns: NsRef, dst: str, count: int = 1, timeout: float = 1.0) -> bool:
@@ -442,16 +553,20 @@ class Topology:
                 _run(["ip", "-n", ns, "-force", "-batch", "-"], check=False,
                      input="".join(f"link del {link}\n" for link in links))
         self.links.clear()
+        if self.pending is not None and self.pending in list_namespaces():
+            self.namespaces.append(self.pending)  # ours by name (run id): made as we died
         for ns in reversed(self.namespaces):
             err = _delete_namespace(ns)
             if err:
                 errors.append(err)
+        self.pending = None
         self.namespaces.clear()
         self.nodes.clear()
         self.pods.clear()
         self.fabric = None
         self._gateways.clear()
         self._closed = True
+        self._save()
         if errors:
             raise RuntimeError("topology clean-up failed: " + "; ".join(errors))
 
@@ -469,7 +584,17 @@ class Topology:
                     os.killpg(p.pid, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(timeout=10)
+        # Processes another process started (a restored topology): by identity only.
+        mine = {p.pid for p in self.procs}
+        others = [r for r in self.records if r.pid not in mine and r.alive()]
+        for r in others:
+            r.signal(signal.SIGTERM)
+        if not wait_gone(others, term_timeout):
+            for r in others:
+                r.signal(signal.SIGKILL)
+            wait_gone(others, 10.0)
         self.procs.clear()
+        self.records.clear()
 
     def _check_open(self) -> None:
         if self._closed:

@@ -140,3 +140,71 @@ def test_failed_command_reports_stderr(topology: Topology) -> None:
     assert topology.exec(a, "false", check=False).returncode == 1
     with pytest.raises(subprocess.TimeoutExpired):
         topology.exec(a, "sleep", "5", timeout=0.5)
+
+
+# ----- persistence: another process removes what this one made ---------------------
+def test_restored_topology_closes_what_the_journal_names(tmp_path) -> None:
+    from pybgp.testing.journal import Journal
+
+    journal = Journal(tmp_path / "state.json")
+    topo = Topology(prefix="pbh", journal=journal)
+    a = topo.add_node("a", "198.18.0.11/24")
+    topo.add_pod(a, "p1", "198.19.0.5")
+    proc = topo.popen(a, "sleep", "300")
+    snap = Journal.load(journal.path).get("topology")
+    assert snap["namespaces"] == topo.namespaces and snap["pending"] is None
+    assert [r["pid"] for r in snap["processes"]] == [proc.pid]
+
+    # as `lab down` would, from the file alone
+    again = Topology.restore(snap)
+    assert again.nodes["a"] == a and again.pods["p1"].ip == topo.pods["p1"].ip
+    assert again.ping(a, "198.19.0.5")  # a restored topology runs things as well
+    again.close()
+    assert proc.wait(10) is not None
+    assert leftover_namespaces(topo.marker) == []
+    again.close()  # idempotent
+    topo.close()  # the original tolerates its namespaces being gone
+
+
+def test_a_namespace_being_made_is_in_the_journal_first(tmp_path) -> None:
+    from pybgp.testing.journal import Journal
+
+    journal = Journal(tmp_path / "state.json")
+    topo = Topology(prefix="pbh", journal=journal)
+    seen: list[object] = []
+    real_update = journal.update
+
+    def spy(key, value):
+        real_update(key, value)
+        seen.append(value["pending"])
+
+    journal.update = spy  # type: ignore[method-assign]
+    ns = topo.add_namespace("x")
+    assert seen[0] == ns  # recorded before `ip netns add`
+    assert seen[-1] is None and ns in Journal.load(journal.path).get("topology")["namespaces"]
+    # a crash right after `ip netns add` leaves it pending: a restored close removes it
+    snap = dict(Journal.load(journal.path).get("topology"), namespaces=[], pending=ns)
+    Topology.restore(snap).close()
+    assert ns not in list_namespaces()
+    topo.close()
+    with pytest.raises(ValueError, match="not of run"):
+        Topology.restore(dict(snap, pending="pbh-ffff-someone-else"))
+
+
+def test_persistent_etcd_outlives_and_is_restored(tmp_path) -> None:
+    from pybgp.testing.journal import Journal
+
+    journal = Journal(tmp_path / "state.json")
+    srv = EtcdServer(name="pybgp-persist-test", data_root=tmp_path / "etcd", persistent=True,
+                     journal=journal)
+    srv.put("/k", "v")
+    desc = Journal.load(journal.path).get("etcd")
+    assert desc["process"]["pid"] == srv.proc.pid  # type: ignore[union-attr]
+    again = EtcdServer.restore(desc)
+    assert again.running and again.get("/k") == b"v"
+    again.close()
+    assert not again.running and not (tmp_path / "etcd").exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(desc["process"]["pid"], 0)
+    srv.proc = None  # its process is gone: the original's close must not fail
+    srv.close()
