@@ -22,6 +22,7 @@ COMMANDS = {
     "cni-daemon": "pybgp.cli.cni",
     "install-cni": "pybgp.cli.cni",
     "ipam": "pybgp.cli.ipam",
+    "lab": "pybgp.cli.lab",
     "show": "pybgp.cli.show",
     "status": "pybgp.cli.show",
     "speaker": "pybgp.cli.speaker",

@@ -528,6 +528,34 @@ class Topology:
             return False
         return proc.returncode == 0
 
+    def ping_all(self, pairs: Sequence[tuple[NsRef, str]], *, timeout: float = 1.0,
+                 parallel: int = 32, attempts: int = 2) -> list[bool]:
+        """One ping per (namespace, destination), up to ``parallel`` at once; a pair
+        that got no answer is tried again, ``attempts`` times in all. Bounded:
+        at most attempts × ceil(len/parallel) × ~timeout seconds."""
+        argvs = []
+        for ns, dst in pairs:
+            check_lab_destination(dst)
+            argvs.append(["ip", "netns", "exec", self._ns(ns), "ping", "-n", "-q", "-c", "1",
+                          "-W", f"{timeout:g}", dst])
+        result = [False] * len(argvs)
+        for _ in range(attempts):
+            todo = [i for i, ok in enumerate(result) if not ok]
+            for start in range(0, len(todo), parallel):
+                batch = todo[start:start + parallel]
+                procs = [(i, subprocess.Popen(argvs[i], stdin=subprocess.DEVNULL,
+                                              stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL)) for i in batch]
+                for i, proc in procs:
+                    try:
+                        result[i] = proc.wait(timeout=timeout + 5) == 0
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait(10)
+            if all(result):
+                break
+        return result
+
     def wait_ping(self, ns: NsRef, dst: str, within: float = 5.0) -> bool:
         """Ping once a second until `dst` answers or `within` seconds pass."""
         end = time.monotonic() + within

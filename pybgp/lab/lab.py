@@ -1,0 +1,421 @@
+"""``pybgp lab``: a whole cluster in network namespaces, kept in one directory.
+
+``up`` builds, step by step (each step printed with its time): a private
+etcd (data, log and unix socket in ``DIR/etcd``), the fabric and the node
+namespaces with their Node resources, the IPPool and BGPConfiguration, an
+optional external BGP router (BIRD 2 or GoBGP) with its BGPPeer, ``pybgp
+speaker`` in every node (waiting for each one's ``READY=1``, as systemd's
+``Type=notify`` does), the pods through the real CNI plugin from each
+node's conflist, then waits for every BGP session and every block route.
+The daemons outlive ``up``; everything it makes is in the journal
+``DIR/lab.json`` *before* it exists, so ``down`` removes it all — also
+after a crash or a killed ``up`` — by name, PID and start time.
+
+Built on the harness (``Topology``, ``EtcdServer``, ``Cluster``): the lab is
+the system tests' cluster with a directory of its own.
+
+Must never: run anything of pybgp in the root network namespace (only etcd
+listens there, on 127.0.0.1), touch another lab's namespaces or processes
+(names carry this lab's run id, processes are checked by start time), or
+write outside its directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from pybgp.errors import PybgpError
+from pybgp.lab import peers
+from pybgp.lab.plan import (
+    PEER_ADDRESS,
+    PEER_NAME,
+    Paths,
+    Plan,
+    PlanError,
+    bgp_configuration,
+    check_pod_name,
+    peer_spec,
+)
+from pybgp.lab.report import Matrix, NodeStatus, matrix_pairs, missing_routes, node_status
+from pybgp.testing.cluster import Cluster, resource
+from pybgp.testing.etcd import EtcdServer
+from pybgp.testing.journal import Journal
+from pybgp.testing.netns import Pod, Topology
+from pybgp.testing.procs import pids_with_cwd_under
+
+DEFAULT_DIR = "/run/pybgp-lab"
+ENV_DIR = "PYBGP_LAB_DIR"
+READY_TIMEOUT = 60.0
+CONVERGE_TIMEOUT = 90.0
+
+
+class LabError(PybgpError):
+    """A lab command failed; ``step`` names the step of ``up`` that did."""
+
+    def __init__(self, msg: str, step: str = "") -> None:
+        super().__init__(msg)
+        self.step = step
+
+
+def default_dir() -> str:
+    return os.environ.get(ENV_DIR) or DEFAULT_DIR
+
+
+class Progress:
+    """One line per step: its name, what it made, how long it took."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stdout
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str, doing: str) -> Iterator[Callable[[str], None]]:
+        self.out.write(f"  {name:<9} {doing} …\n")
+        self.out.flush()
+        said: list[str] = []
+        t0 = time.monotonic()
+        try:
+            yield said.append
+        except BaseException as exc:
+            self.times[name] = time.monotonic() - t0
+            self.out.write(f"  ✗ {name} failed after {self.times[name]:.1f} s: "
+                           f"{_one_line(exc)}\n")
+            self.out.flush()
+            if isinstance(exc, LabError):
+                raise
+            if isinstance(exc, KeyboardInterrupt):
+                raise LabError("interrupted", name) from None
+            raise LabError(f"step {name!r} failed: {_one_line(exc)}", name) from exc
+        self.times[name] = time.monotonic() - t0
+        self.out.write(f"  ✓ {name:<9} {said[-1] if said else doing}  "
+                       f"({self.times[name]:.2f} s)\n")
+        self.out.flush()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) < 600 else text[:600] + " …"
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.2) -> Any:
+    end = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise TimeoutError(f"{what} after {timeout:g} s")
+        time.sleep(step)
+
+
+class Lab:
+    """A lab built by ``up`` or attached from its directory by ``attach``."""
+
+    def __init__(self, paths: Paths, journal: Journal, plan: Plan, topo: Topology,
+                 etcd: EtcdServer, cluster: Cluster) -> None:
+        self.paths = paths
+        self.journal = journal
+        self.plan = plan
+        self.topo = topo
+        self.etcd = etcd
+        self.cluster = cluster
+
+    # ----- up ------------------------------------------------------------------
+    @classmethod
+    def up(cls, directory: str | Path, plan: Plan, out: TextIO | None = None) -> Lab:
+        paths = Paths(Path(directory).absolute())
+        paths.check(plan)
+        if paths.journal.exists():
+            raise LabError(f"a lab already lives in {paths.root} "
+                           f"(pybgp lab down --dir {paths.root} removes it)", "dir")
+        created = not paths.root.exists()
+        if not created and any(paths.root.iterdir()):
+            raise LabError(f"{paths.root} is not empty: a lab needs a directory of its own",
+                           "dir")
+        paths.root.mkdir(parents=True, exist_ok=True)
+        journal = Journal(paths.journal)
+        journal.update("lab", {"plan": plan.to_dict(), "state": "building",
+                               "created_dir": created, "started": time.time(), "peer": None})
+        progress = Progress(out)
+        w = progress.out.write
+        w(f"pybgp lab up: {len(plan.nodes)} nodes × {len(plan.nodes[0].pods)} pods"
+          f"{', peer ' + plan.peer if plan.peer else ''}, full mesh in {paths.root}\n")
+        t0 = time.monotonic()
+        lab: Lab | None = None
+        try:
+            lab = cls._build(paths, journal, plan, progress)
+        except LabError as exc:
+            cls._set_state(journal, "failed", exc.step)
+            w(f"\nlab up failed at step {exc.step!r}; what it made is left for inspection "
+              f"(logs in {paths.root}).\nRemove it with: pybgp lab down{_dir_flag(paths.root)}\n")
+            raise
+        cls._set_state(journal, "up")
+        w(f"\nlab up in {time.monotonic() - t0:.1f} s\n")
+        w(lab.summary())
+        return lab
+
+    @staticmethod
+    def _set_state(journal: Journal, state: str, step: str = "") -> None:
+        doc = dict(journal.get("lab") or {}, state=state)
+        if step:
+            doc["failed_step"] = step
+        journal.update("lab", doc)
+
+    @classmethod
+    def _build(cls, paths: Paths, journal: Journal, plan: Plan, progress: Progress) -> Lab:
+        with progress.step("etcd", "a private etcd") as said:
+            topo = Topology(prefix=plan.prefix, journal=journal)
+            etcd = EtcdServer(name=f"pybgp-lab-{topo.run_id}", data_root=paths.etcd,
+                              persistent=True, journal=journal)
+            said(f"etcd on {etcd.endpoint} and {etcd.unix_endpoint}")
+        with progress.step("nodes", f"{len(plan.nodes)} node namespaces") as said:
+            cluster = Cluster(topo, etcd, pool=plan.pool, workdir=str(paths.root),
+                              journal=journal)
+            cluster.store.apply([resource("BGPConfiguration", "default",
+                                          bgp_configuration(plan))])
+            for n in plan.nodes:
+                cluster.add_node(n.name, n.ip)
+            said(f"{len(plan.nodes)} nodes on the fabric ({plan.nodes[0].addr}…"
+                 f"{plan.nodes[-1].addr}), IPPool {plan.pool}, AS {plan.as_number}, "
+                 f"mesh {'on' if plan.mesh else 'off'}")
+        lab = cls(paths, journal, plan, topo, etcd, cluster)
+        if plan.peer:
+            with progress.step("peer", f"external {plan.peer} router") as said:
+                router = topo.add_external_router(PEER_NAME, f"{PEER_ADDRESS}/24")
+                info = peers.start(plan.peer, topo, router, paths.peer,
+                                   [n.addr for n in plan.nodes])
+                journal.update("lab", dict(journal.get("lab"), peer=info))
+                cluster.store.apply([resource("BGPPeer", PEER_NAME, peer_spec())])
+                said(f"{plan.peer} at {PEER_ADDRESS} (AS {peer_spec()['asNumber']}), "
+                     "BGPPeer for every node")
+        with progress.step("speakers", f"pybgp speaker in {len(plan.nodes)} nodes") as said:
+            for n in plan.nodes:
+                cluster.start_speaker(n.name, notify=True)
+            for n in plan.nodes:
+                cluster.wait_ready(n.name, READY_TIMEOUT)
+            said(f"{len(plan.nodes)} speakers ready (READY=1: in sync, serving)")
+        pods = [(n.name, p) for n in plan.nodes for p in n.pods]
+        with progress.step("pods", f"{len(pods)} pods through pybgp-cni") as said:
+            for node, pod in pods:
+                cluster.add_pod(node, pod, cni=True)
+            said(f"{len(pods)} pods through the CNI conflist (pybgp-cni, portmap)")
+        with progress.step("sessions", "BGP sessions") as said:
+            want = sum(plan.expected_sessions(n) for n in plan.node_names)
+
+            def established() -> bool:
+                st = lab.node_statuses()
+                return all(s.established >= plan.expected_sessions(s.name) for s in st)
+
+            try:
+                wait_for(established, CONVERGE_TIMEOUT, "sessions not established")
+            except TimeoutError:
+                raise LabError(lab._not_established(), "sessions") from None
+            said(f"{want}/{want} sessions established")
+        with progress.step("routes", "every node learns every other block") as said:
+            def converged() -> bool:
+                return not missing_routes(lab.node_statuses())
+
+            try:
+                wait_for(converged, CONVERGE_TIMEOUT, "routes missing")
+            except TimeoutError:
+                raise LabError(f"routes missing: {missing_routes(lab.node_statuses())}",
+                               "routes") from None
+            blocks = sum(len(s.blocks) for s in lab.node_statuses())
+            said(f"{blocks} blocks, each learned by every other node")
+        return lab
+
+    def _not_established(self) -> str:
+        bad = []
+        for s in self.node_statuses():
+            for name, state in sorted(s.sessions.items()):
+                if state != "Established":
+                    bad.append(f"{s.name} {name}: {state}")
+            if s.error:
+                bad.append(f"{s.name}: {s.error}")
+        return "sessions not established: " + ("; ".join(bad) or "none configured")
+
+    # ----- attach --------------------------------------------------------------
+    @classmethod
+    def attach(cls, directory: str | Path) -> Lab:
+        paths = Paths(Path(directory).absolute())
+        journal = _load(paths)
+        lab_doc = journal.get("lab") or {}
+        try:
+            plan = Plan.from_dict(lab_doc["plan"])
+            topo = Topology.restore(journal.get("topology"), journal)
+            etcd = EtcdServer.restore(journal.get("etcd"), journal)
+            cluster = Cluster.restore(journal.get("cluster"), topo, etcd, journal)
+        except (KeyError, TypeError) as exc:
+            raise LabError(f"the lab in {paths.root} is incomplete ({lab_doc.get('state')}, "
+                           f"missing {exc}): pybgp lab down{_dir_flag(paths.root)}") from None
+        if not etcd.running:
+            raise LabError(f"the lab's etcd is not running (see {etcd.log_path}); "
+                           f"pybgp lab down{_dir_flag(paths.root)} removes the lab")
+        return cls(paths, journal, plan, topo, etcd, cluster)
+
+    def close(self) -> None:
+        """Let go of the lab (it keeps running)."""
+        self.cluster.close()
+
+    # ----- what it is ----------------------------------------------------------
+    @property
+    def peer_info(self) -> dict[str, Any] | None:
+        info: dict[str, Any] | None = (self.journal.get("lab") or {}).get("peer")
+        return info
+
+    def node_statuses(self) -> list[NodeStatus]:
+        from pybgp.cli.show import json_query
+
+        out = []
+        for name, cn in self.cluster.nodes.items():
+            try:
+                st = node_status(name, cn.node.addr, json_query(cn.json_socket, "protocols"),
+                                 json_query(cn.json_socket, "routes"))
+            except PybgpError as exc:
+                st = NodeStatus(name, cn.node.addr, error=str(exc))
+            out.append(st)
+        return out
+
+    def pods_in_order(self) -> list[Pod]:
+        order = {n: i for i, n in enumerate(self.plan.node_names)}
+        return sorted(self.cluster.pods.values(),
+                      key=lambda p: (order.get(p.node.name, len(order)), p.name))
+
+    def matrix(self) -> Matrix:
+        """Every pod pings every other pod (real ICMP, bounded)."""
+        pods = {p.name: p for p in self.pods_in_order()}
+        labels = list(pods)
+        pairs = matrix_pairs(labels)
+        results = self.topo.ping_all([(pods[s].ns, pods[d].addr) for s, d in pairs])
+        return Matrix(labels, dict(zip(pairs, results, strict=True)))
+
+    def peer_sessions(self) -> dict[str, str] | None:
+        info = self.peer_info
+        return peers.sessions(info, self.topo) if info else None
+
+    def summary(self) -> str:
+        lines = []
+        statuses = {s.name: s for s in self.node_statuses()}
+        for n in self.plan.nodes:
+            st = statuses.get(n.name)
+            pods = [p for p in self.pods_in_order() if p.node.name == n.name]
+            blocks = ", ".join(st.blocks) if st and st.blocks else "-"
+            sessions = f"{st.established}/{self.plan.expected_sessions(n.name)}" if st else "?"
+            lines.append(f"  {n.name:<8} {n.addr:<13} sessions {sessions:<6} block {blocks}")
+            for p in pods:
+                lines.append(f"    {p.name:<10} {p.addr:<14} {p.host_iface}")
+        if self.peer_info:
+            lines.append(f"  {PEER_NAME:<8} {PEER_ADDRESS:<13} {self.peer_info['kind']} "
+                         f"(log {self.peer_info['log']})")
+        d = _dir_flag(self.paths.root)
+        lines += ["", "next:",
+                  f"  pybgp lab status{d}",
+                  f"  pybgp lab exec{d} {self.plan.node_names[0]} -- pybgp show routes",
+                  f"  pybgp lab pod add{d} {self.plan.node_names[0]} NAME",
+                  f"  pybgp lab down{d}"]
+        return "\n".join(lines) + "\n"
+
+    # ----- exec and pods -------------------------------------------------------
+    def exec_target(self, name: str) -> tuple[str, str]:
+        """(namespace, node) of a node, a pod, or the peer."""
+        if name in self.cluster.nodes:
+            return self.cluster.nodes[name].node.ns, name
+        if name in self.cluster.pods:
+            pod = self.cluster.pods[name]
+            return pod.ns, pod.node.name
+        if name == PEER_NAME and self.peer_info:
+            return self.peer_info["ns"], ""
+        raise LabError(f"no node, pod or peer {name!r} in this lab "
+                       f"(nodes: {', '.join(self.cluster.nodes)})")
+
+    def exec_env(self, node: str) -> dict[str, str]:
+        """The environment ``pybgp`` commands need inside ``node``'s namespace."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+        env.update(ETCD_ENDPOINTS=self.etcd.unix_endpoint, PYBGP_LAB_DIR=str(self.paths.root))
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        if node:
+            cn = self.cluster.nodes[node]
+            env.update(NODENAME=node, PYBGP_BIRD_SOCKET=cn.bird_socket,
+                       PYBGP_SPEAKER_SOCKET=cn.json_socket)
+        return env
+
+    def add_pod(self, node: str, name: str) -> Pod:
+        try:
+            check_pod_name(self.plan, node, name, set(self.cluster.pods))
+        except PlanError as exc:
+            raise LabError(str(exc)) from None
+        return self.cluster.add_pod(node, name, cni=True)
+
+    def del_pod(self, name: str) -> None:
+        if name not in self.cluster.pods:
+            raise LabError(f"no pod {name!r} in this lab (pods: "
+                           f"{', '.join(sorted(self.cluster.pods)) or 'none'})")
+        self.cluster.del_pod(name)
+
+    # ----- down ----------------------------------------------------------------
+    @staticmethod
+    def down(directory: str | Path) -> list[str]:
+        """Remove everything the lab in ``directory`` made; idempotent. Returns what went."""
+        paths = Paths(Path(directory).absolute())
+        if not paths.journal.exists():
+            return []
+        journal = _load(paths)
+        lab_doc = journal.get("lab") or {}
+        plan = Plan.from_dict(lab_doc["plan"]) if "plan" in lab_doc else None
+        done: list[str] = []
+        errors: list[str] = []
+        snap = journal.get("topology")
+        if snap:
+            topo = Topology.restore(snap)
+            n_ns, n_proc = len(topo.namespaces) + bool(topo.pending), len(topo.records)
+            try:
+                topo.close(term_timeout=3.0)
+                done.append(f"{n_proc} processes, {n_ns} namespaces")
+            except Exception as exc:
+                errors.append(str(exc))
+        desc = journal.get("etcd")
+        try:
+            if desc:
+                EtcdServer.restore(desc).close()
+                done.append("etcd")
+            elif paths.etcd.exists():  # killed before etcd was described
+                for pid in pids_with_cwd_under(paths.etcd):
+                    os.kill(pid, 9)
+        except Exception as exc:
+            errors.append(f"etcd: {exc}")
+        if errors:
+            raise LabError("lab down incomplete (run it again): " + "; ".join(errors))
+        for p in paths.owned(plan):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+        done.append(f"files in {paths.root}")
+        if lab_doc.get("created_dir"):
+            try:
+                paths.root.rmdir()
+            except OSError:
+                pass  # something else was put there: not ours to remove
+        return done
+
+
+def _load(paths: Paths) -> Journal:
+    try:
+        return Journal.load(paths.journal)
+    except FileNotFoundError:
+        raise LabError(f"no lab in {paths.root} (pybgp lab up --dir {paths.root} makes one)")\
+            from None
+    except ValueError as exc:
+        raise LabError(f"{paths.journal} is unreadable: {exc}") from None
+
+
+def _dir_flag(root: Path) -> str:
+    return "" if str(root) == os.path.abspath(default_dir()) else f" --dir {root}"

@@ -1,0 +1,122 @@
+"""The cluster picture as SVG (pure): nodes with their blocks and pods, the BGP
+sessions between them, and the external peers / reflectors.
+
+Layout: nodes on an ellipse, peers and reflectors at its centre; a session
+is a line between the two ends' centres, green when both ends that report
+it say Established, red and dashed otherwise. Self-contained SVG 1.1 (no
+scripts, no external fonts or images), so it can go into a README or a
+ticket as it is.
+
+Must never: draw a session no speaker reported, or put unescaped text in
+the document.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from xml.sax.saxutils import escape, quoteattr
+
+from pybgp.lab.report import NodeStatus
+
+UP, DOWN = "#2e7d32", "#c62828"
+BOX_W, LINE_H = 210, 15
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    address: str
+    kind: str  # e.g. "BIRD 2", "GoBGP", "reflector"
+
+
+def sessions(nodes: Sequence[NodeStatus], peers: Sequence[Peer]
+             ) -> dict[frozenset[str], bool]:
+    """Unordered (end, end) → up, from every node's reported sessions; names by address."""
+    by_addr = {n.address: n.name for n in nodes} | {p.address: p.name for p in peers}
+    out: dict[frozenset[str], bool] = {}
+    for n in nodes:
+        for proto, state in n.sessions.items():
+            other = by_addr.get(n.peers.get(proto, ""), n.peers.get(proto, proto))
+            key = frozenset((n.name, other))
+            up = state == "Established"
+            out[key] = out.get(key, True) and up
+    return out
+
+
+def _text(x: float, y: float, s: str, *, size: int = 12, weight: str = "normal",
+          anchor: str = "middle", fill: str = "#222") -> str:
+    return (f'<text x="{x:.0f}" y="{y:.0f}" font-size="{size}" font-weight="{weight}" '
+            f'text-anchor="{anchor}" fill="{fill}">{escape(s)}</text>')
+
+
+def render(nodes: Sequence[NodeStatus], pods: Mapping[str, Sequence[tuple[str, str]]],
+           peers: Sequence[Peer] = (), title: str = "pybgp lab") -> str:
+    """The SVG document. ``pods``: node name → [(pod name, address)]."""
+    n = len(nodes)
+    lines = {nd.name: [f"{nd.address}", *(f"block {b}" for b in nd.blocks),
+                       *(f"{p}  {ip}" for p, ip in pods.get(nd.name, ()))] for nd in nodes}
+    box_h = {k: 34 + LINE_H * len(v) for k, v in lines.items()}
+    tallest = max(box_h.values(), default=60)
+    rx = max(260.0, BOX_W * 0.75 * n / math.pi) if n > 1 else 0.0
+    ry = max(170.0, tallest * 0.6 * n / math.pi) if n > 1 else 0.0
+    width = int(2 * rx + BOX_W + 80)
+    cx, cy = width / 2, 60 + ry + tallest / 2
+    height = int(cy + ry + tallest / 2 + 50)
+    pos: dict[str, tuple[float, float]] = {}
+    for i, nd in enumerate(nodes):
+        a = -math.pi / 2 + 2 * math.pi * i / max(n, 1)
+        pos[nd.name] = (cx + rx * math.cos(a), cy + ry * math.sin(a))
+    for j, p in enumerate(peers):
+        off = (j - (len(peers) - 1) / 2) * (BOX_W * 0.8)
+        pos[p.name] = (cx + off, cy)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">',
+           f"<title>{escape(title)}</title>",
+           f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
+           _text(cx, 28, title, size=16, weight="bold")]
+    peer_names = {p.name for p in peers}
+    for key, up in sorted(sessions(nodes, peers).items(), key=lambda kv: sorted(kv[0])):
+        ends = sorted(key)
+        if len(ends) != 2 or not all(e in pos for e in ends):
+            continue
+        (x1, y1), (x2, y2) = pos[ends[0]], pos[ends[1]]
+        mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+        if math.hypot(mx - cx, my - cy) < 80 and not any(e in peer_names for e in ends):
+            # through the centre, where the peers sit: bend it around them
+            length = math.hypot(x2 - x1, y2 - y1) or 1.0
+            mx += -(y2 - y1) / length * 0.3 * length
+            my += (x2 - x1) / length * 0.3 * length
+        dash = "" if up else ' stroke-dasharray="6 4"'
+        out.append(f'<path class="session" d="M {x1:.0f} {y1:.0f} Q {mx:.0f} {my:.0f} '
+                   f'{x2:.0f} {y2:.0f}" fill="none" '
+                   f'stroke="{UP if up else DOWN}" stroke-width="2"{dash}>'
+                   f"<title>{escape(' — '.join(ends))}: "
+                   f"{'Established' if up else 'not established'}</title></path>")
+    for nd in nodes:
+        x, y = pos[nd.name]
+        h = box_h[nd.name]
+        stroke = DOWN if nd.error else "#1565c0"
+        out.append(f'<g class="node" id={quoteattr("node-" + nd.name)}>')
+        out.append(f'<rect x="{x - BOX_W / 2:.0f}" y="{y - h / 2:.0f}" width="{BOX_W}" '
+                   f'height="{h}" rx="8" fill="#e3f2fd" stroke="{stroke}" stroke-width="2"/>')
+        top = y - h / 2
+        out.append(_text(x, top + 18, nd.name, size=13, weight="bold"))
+        for k, line in enumerate(lines[nd.name]):
+            out.append(_text(x, top + 36 + LINE_H * k, line, size=11))
+        out.append("</g>")
+    for p in peers:
+        x, y = pos[p.name]
+        out.append(f'<g class="peer" id={quoteattr("peer-" + p.name)}>')
+        out.append(f'<rect x="{x - 80:.0f}" y="{y - 26:.0f}" width="160" height="52" rx="26" '
+                   'fill="#fff3e0" stroke="#ef6c00" stroke-width="2"/>')
+        out.append(_text(x, y - 4, f"{p.name} ({p.kind})", size=12, weight="bold"))
+        out.append(_text(x, y + 13, p.address, size=11))
+        out.append("</g>")
+    legend_y = height - 20
+    out.append(_text(20, legend_y, "— Established", size=11, anchor="start", fill=UP))
+    out.append(_text(140, legend_y, "- - not established", size=11, anchor="start", fill=DOWN))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,133 @@
+"""How the lab shows itself: node table, connectivity matrix, cluster summary (pure).
+
+Owns: turning what was measured (the speakers' JSON answers, ping results)
+into text tables and plain data for ``-o json``. Reads nothing and runs
+nothing itself.
+
+Must never: decide a cell it was not given a measurement for (an unmeasured
+pair is shown as ``?``, never as ✓).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+OK, FAIL, UNKNOWN = "✓", "✗", "?"
+
+
+@dataclass
+class NodeStatus:
+    """One node as its speaker reports it (``error`` set when it did not answer)."""
+
+    name: str
+    address: str
+    sessions: dict[str, str] = field(default_factory=dict)  # protocol name → BGP state
+    peers: dict[str, str] = field(default_factory=dict)  # protocol name → neighbor address
+    blocks: list[str] = field(default_factory=list)  # blackholed: this node's blocks
+    learned: list[str] = field(default_factory=list)  # best BGP routes
+    local: list[str] = field(default_factory=list)  # /32 dev cali…
+    error: str = ""
+
+    @property
+    def established(self) -> int:
+        return sum(1 for s in self.sessions.values() if s == "Established")
+
+
+def node_status(name: str, address: str, protocols: Sequence[Mapping[str, Any]],
+                routes: Sequence[Mapping[str, Any]]) -> NodeStatus:
+    """A NodeStatus from the speaker's ``protocols`` and ``routes`` JSON."""
+    st = NodeStatus(name, address)
+    for p in protocols:
+        bgp = p.get("bgp")
+        if p.get("proto") == "BGP" and bgp:
+            st.sessions[p["name"]] = str(bgp.get("state", "?"))
+            st.peers[p["name"]] = str(bgp.get("neighbor_address", ""))
+    for r in routes:
+        if r.get("dest") == "blackhole":
+            st.blocks.append(r["prefix"])
+        elif r.get("dest") == "dev":
+            st.local.append(r["prefix"])
+        elif r.get("source") == "BGP" and r.get("primary"):
+            st.learned.append(r["prefix"])
+    return st
+
+
+def missing_routes(nodes: Sequence[NodeStatus]) -> dict[str, list[str]]:
+    """Per node, the other nodes' blocks it has not learned (empty when converged)."""
+    out = {}
+    for n in nodes:
+        want = {b for other in nodes if other.name != n.name for b in other.blocks}
+        lacking = sorted(want - set(n.learned))
+        if lacking:
+            out[n.name] = lacking
+    return out
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, two spaces apart (widths by characters: ✓ is one)."""
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=True)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in [headers, *rows]]
+    return "\n".join(lines) + "\n"
+
+
+def nodes_table(nodes: Sequence[NodeStatus], expected: Mapping[str, int]) -> str:
+    rows = []
+    for n in nodes:
+        if n.error:
+            rows.append([n.name, n.address, "-", "-", "-", "-", n.error])
+            continue
+        bad = [f"{k}: {v}" for k, v in sorted(n.sessions.items()) if v != "Established"]
+        rows.append([n.name, n.address, f"{n.established}/{expected.get(n.name, 0)}",
+                     ", ".join(n.blocks) or "-", str(len(n.local)), str(len(n.learned)),
+                     "; ".join(bad)])
+    return table(["NODE", "ADDRESS", "SESSIONS", "BLOCKS", "PODS", "LEARNED", "NOT UP"], rows)
+
+
+@dataclass
+class Matrix:
+    """Ping results: ``cells[(src, dst)]`` True/False; labels in display order."""
+
+    labels: list[str]
+    cells: dict[tuple[str, str], bool]
+
+    @property
+    def pairs(self) -> int:
+        return len(self.cells)
+
+    @property
+    def failed(self) -> list[tuple[str, str]]:
+        return sorted(k for k, ok in self.cells.items() if not ok)
+
+    @property
+    def all_ok(self) -> bool:
+        return bool(self.cells) and all(self.cells.values())
+
+    def cell(self, src: str, dst: str) -> str:
+        if src == dst:
+            return "·"
+        got = self.cells.get((src, dst))
+        return UNKNOWN if got is None else (OK if got else FAIL)
+
+    def render(self) -> str:
+        """Rows are sources, columns destinations (numbered to keep it narrow)."""
+        if not self.labels:
+            return "(no pods)\n"
+        idx = {lab: str(i + 1) for i, lab in enumerate(self.labels)}
+        headers = ["FROM \\ TO", *idx.values()]
+        rows = [[f"{idx[s]} {s}", *(self.cell(s, d) for d in self.labels)] for s in self.labels]
+        ok = sum(self.cells.values())
+        return table(headers, rows) + f"{ok}/{self.pairs} pairs answer\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels, "ok": sum(self.cells.values()), "pairs": self.pairs,
+                "failed": [list(p) for p in self.failed],
+                "cells": [{"from": s, "to": d, "ok": ok}
+                          for (s, d), ok in sorted(self.cells.items())]}
+
+
+def matrix_pairs(labels: Sequence[str]) -> list[tuple[str, str]]:
+    """Every ordered pair of distinct pods: what the matrix measures."""
+    return [(s, d) for s in labels for d in labels if s != d]
