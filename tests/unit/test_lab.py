@@ -1,0 +1,176 @@
+"""The lab's pure parts: the plan, the reports (tables, ping matrix), the SVG
+picture, and the router configurations (checked by BIRD's and GoBGP's own
+parsers)."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pybgp.lab import picture
+from pybgp.lab.peers import bird_config, gobgp_config
+from pybgp.lab.plan import (
+    SUN_PATH_MAX,
+    Paths,
+    Plan,
+    PlanError,
+    check_pod_name,
+    make_plan,
+)
+from pybgp.lab.report import Matrix, matrix_pairs, missing_routes, node_status, nodes_table
+from pybgp.testing.names import check_node_address
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+# ----- plan -------------------------------------------------------------------------
+def test_plan_names_and_addresses_are_lab_ones() -> None:
+    plan = make_plan(3, 2, "bird")
+    assert plan.node_names == ["node-1", "node-2", "node-3"]
+    assert [n.ip for n in plan.nodes] == ["198.18.0.11/24", "198.18.0.12/24", "198.18.0.13/24"]
+    assert plan.nodes[1].pods == ("pod-2-1", "pod-2-2")
+    assert all(check_node_address(n.ip) for n in plan.nodes)
+    assert plan.expected_sessions("node-1") == 3  # two mesh, one peer
+    assert make_plan(1, 0).expected_sessions("node-1") == 0
+    assert Plan.from_dict(plan.to_dict()) == plan
+    big = make_plan(200, 0)
+    assert ipaddress.ip_interface(big.nodes[-1].ip).ip < ipaddress.ip_address("198.18.0.254")
+
+
+@pytest.mark.parametrize("args, message", [
+    ((0, 1), "--nodes 0"), ((201, 1), "--nodes 201"), ((2, -1), "--pods-per-node -1"),
+    ((2, 51), "--pods-per-node 51"), ((2, 1, "frr"), "--peer 'frr'"),
+    ((2, 1, None, "Bad"), "bad prefix"),
+])
+def test_plan_refuses_what_cannot_be_built(args, message) -> None:
+    with pytest.raises(PlanError, match=message):
+        make_plan(*args)
+
+
+def test_pod_names_are_checked() -> None:
+    plan = make_plan(2, 1)
+    check_pod_name(plan, "node-1", "web", set())
+    for node, pod, message in [("node-9", "web", "no node 'node-9'"),
+                               ("node-1", "Web", "pod name"),
+                               ("node-1", "a-very-long-pod-name", "at most 20"),
+                               ("node-1", "pod-1-1", "exists"),
+                               ("node-1", "node-2", "taken")]:
+        with pytest.raises(PlanError, match=message):
+            check_pod_name(plan, node, pod, {"pod-1-1"})
+
+
+def test_socket_paths_must_fit(tmp_path: Path) -> None:
+    plan = make_plan(12, 0)
+    Paths(tmp_path).check(plan)
+    deep = tmp_path / ("d" * (SUN_PATH_MAX - len(str(tmp_path)) - 10))
+    with pytest.raises(PlanError, match="longer than 107 bytes"):
+        Paths(deep).check(plan)
+    owned = Paths(tmp_path).owned(plan)
+    assert owned[-1] == tmp_path / "lab.json" and tmp_path / "node-12" in owned
+    assert all(tmp_path in p.parents for p in owned)
+
+
+# ----- reports ----------------------------------------------------------------------
+PROTOCOLS = [
+    {"name": "Mesh_198_18_0_12", "proto": "BGP",
+     "bgp": {"state": "Established", "neighbor_address": "198.18.0.12"}},
+    {"name": "Global_198_18_0_254", "proto": "BGP",
+     "bgp": {"state": "Active", "neighbor_address": "198.18.0.254"}},
+    {"name": "kernel1", "proto": "Kernel", "bgp": None},
+]
+ROUTES = [
+    {"prefix": "198.19.1.0/26", "dest": "blackhole", "source": "static", "primary": True},
+    {"prefix": "198.19.1.0/32", "dest": "dev", "source": "inherit", "primary": True},
+    {"prefix": "198.19.2.0/26", "dest": "via", "source": "BGP", "primary": True},
+    {"prefix": "198.19.3.0/26", "dest": "via", "source": "BGP", "primary": False},
+]
+
+
+def test_node_status_from_the_speakers_json() -> None:
+    st = node_status("node-1", "198.18.0.11", PROTOCOLS, ROUTES)
+    assert st.sessions == {"Mesh_198_18_0_12": "Established", "Global_198_18_0_254": "Active"}
+    assert st.established == 1
+    assert (st.blocks, st.local, st.learned) == (["198.19.1.0/26"], ["198.19.1.0/32"],
+                                                 ["198.19.2.0/26"])
+    text = nodes_table([st], {"node-1": 2})
+    assert "1/2" in text and "Global_198_18_0_254: Active" in text
+
+
+def test_missing_routes_names_what_each_node_lacks() -> None:
+    a = node_status("a", "198.18.0.11", [], ROUTES)  # learned 198.19.2.0/26 only
+    b = node_status("b", "198.18.0.12", [], [
+        {"prefix": "198.19.2.0/26", "dest": "blackhole", "source": "static", "primary": True}])
+    assert missing_routes([a, b]) == {"b": ["198.19.1.0/26"]}
+    b.learned.append("198.19.1.0/26")
+    assert missing_routes([a, b]) == {}
+
+
+def test_matrix_renders_every_measured_pair() -> None:
+    labels = ["p1", "p2", "p3"]
+    pairs = matrix_pairs(labels)
+    assert len(pairs) == 6 and ("p1", "p1") not in pairs
+    m = Matrix(labels, {p: p != ("p3", "p1") for p in pairs})
+    text = m.render()
+    assert text.splitlines()[0].split() == ["FROM", "\\", "TO", "1", "2", "3"]
+    assert text.splitlines()[3].split() == ["3", "p3", "✗", "✓", "·"]
+    assert "5/6 pairs answer" in text
+    assert not m.all_ok and m.failed == [("p3", "p1")]
+    assert m.to_dict()["failed"] == [["p3", "p1"]]
+    partial = Matrix(labels, {("p1", "p2"): True})
+    assert partial.cell("p2", "p1") == "?" and not Matrix(labels, {}).all_ok
+
+
+# ----- picture ----------------------------------------------------------------------
+def test_svg_shows_nodes_sessions_and_peers() -> None:
+    a = node_status("node-1", "198.18.0.11", PROTOCOLS, ROUTES)
+    b = node_status("node-2", "198.18.0.12", [
+        {"name": "Mesh_198_18_0_11", "proto": "BGP",
+         "bgp": {"state": "Established", "neighbor_address": "198.18.0.11"}}], [])
+    peer = picture.Peer("peer", "198.18.0.254", "BIRD 2")
+    doc = picture.render([a, b], {"node-1": [("web<1>", "198.19.1.0")]}, [peer],
+                         title="lab & co")
+    root = ET.fromstring(doc)  # well-formed, with the text escaped
+    assert root.tag == f"{SVG}svg"
+    groups = {g.get("id"): g for g in root.iter(f"{SVG}g")}
+    assert set(groups) == {"node-node-1", "node-node-2", "peer-peer"}
+    texts = [t.text for t in groups["node-node-1"].iter(f"{SVG}text")]
+    assert texts == ["node-1", "198.18.0.11", "block 198.19.1.0/26", "web<1>  198.19.1.0"]
+    lines = {p.find(f"{SVG}title").text.split(":")[0]: p.get("stroke")
+             for p in root.iter(f"{SVG}path")}
+    assert lines == {"node-1 — node-2": picture.UP, "node-1 — peer": picture.DOWN}
+
+
+def test_svg_of_one_node_and_no_sessions() -> None:
+    root = ET.fromstring(picture.render([node_status("n", "198.18.0.11", [], [])], {}))
+    assert not list(root.iter(f"{SVG}path"))
+
+
+# ----- router configurations, parsed by the routers themselves -------------------------------
+def _need(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        pytest.fail(f"{binary} not found: install Debian's bird2 / gobgpd", pytrace=False)
+    return path
+
+
+def test_bird_accepts_its_config(tmp_path: Path) -> None:
+    conf = tmp_path / "bird.conf"
+    conf.write_text(bird_config(["198.18.0.11", "198.18.0.12"]))
+    proc = subprocess.run([_need("bird"), "-p", "-c", str(conf)], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert conf.read_text().count("protocol bgp node_") == 2
+
+
+def test_gobgp_accepts_its_config(tmp_path: Path) -> None:
+    conf = tmp_path / "gobgpd.toml"
+    conf.write_text(gobgp_config(["198.18.0.11", "198.18.0.12"]))
+    proc = subprocess.run([_need("gobgpd"), "-f", str(conf), "-d"], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert conf.read_text().count("[[neighbors]]") == 2
