@@ -1,0 +1,308 @@
+"""End to end: ``pybgp lab`` run as a user runs it, as subprocesses of the real CLI.
+
+One 3 nodes × 3 pods lab (full mesh, a BIRD 2 router) is shared by the module:
+every pod pings every other pod, ``exec`` shows the seed document's routes,
+pods come and go through the CNI plugin, a second lab (GoBGP) runs beside it
+without touching it, and ``down`` leaves nothing: no namespace, no process,
+no file outside the lab dir. A SIGKILLed ``up`` and an ``up`` whose router
+fails are cleaned up by ``down`` too.
+
+Namespaces carry this test session's prefix, so the session's final sweep
+would catch anything a failed test left.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pybgp.testing.names import cali_name
+from pybgp.testing.netns import list_namespaces
+from pybgp.testing.procs import PROC, ProcessRecord
+
+PYBGP = str(Path(sys.executable).with_name("pybgp"))
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+class LabCLI:
+    """``pybgp lab … --dir D`` with a private TMPDIR (anything written there is a leak)."""
+
+    def __init__(self, directory: Path, tmpdir: Path, prefix: str) -> None:
+        self.dir = directory
+        self.tmpdir = tmpdir
+        self.prefix = prefix
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, TMPDIR=str(tmpdir))
+
+    def argv(self, *args: str) -> list[str]:
+        verb = 2 if args[0] == "pod" else 1  # `pod add|del` takes --dir after add|del
+        return [PYBGP, "lab", *args[:verb], "--dir", str(self.dir), *args[verb:]]
+
+    def run(self, *args: str, check: bool = True, timeout: float = 180,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self.argv(*args), capture_output=True, text=True,
+                              timeout=timeout, env=env or self.env, stdin=subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"pybgp lab {' '.join(args)} exited {proc.returncode}\n"
+                                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}\n"
+                                 f"{self.logs()}")
+        return proc
+
+    def up(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return self.run("up", "--ns-prefix", self.prefix, *args, **kw)
+
+    def status(self, *args: str) -> dict[str, Any]:
+        proc = self.run("status", "-o", "json", *args, check=False)
+        assert proc.returncode in (0, 1), proc.stderr
+        doc: dict[str, Any] = json.loads(proc.stdout)
+        return doc
+
+    def journal(self) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads((self.dir / "lab.json").read_text())
+        return doc
+
+    def logs(self) -> str:
+        out = []
+        for log in sorted(self.dir.glob("*/*.log")):
+            if log.parent.name == "etcd":
+                continue
+            out.append(f"--- {log}\n{log.read_text(errors='replace')[-2000:]}")
+        return "\n".join(out)
+
+
+def lab_processes(directory: Path) -> list[int]:
+    """Processes that name the lab dir on their command line or work in it."""
+    root = str(directory.resolve())
+    found = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if root in cmdline or cwd == root or cwd.startswith(root + "/"):
+            found.append(int(entry.name))
+    return found
+
+
+def recorded_processes(journal: dict[str, Any]) -> list[ProcessRecord]:
+    recs = [ProcessRecord.from_dict(r) for r in journal.get("topology", {}).get("processes", [])]
+    etcd = (journal.get("etcd") or {}).get("process")
+    return recs + ([ProcessRecord.from_dict(etcd)] if etcd else [])
+
+
+def assert_gone(cli: LabCLI, journal: dict[str, Any], shm_before: set[str]) -> None:
+    marker = f"{journal['topology']['prefix']}-{journal['topology']['run_id']}-"
+    assert [n for n in list_namespaces() if n.startswith(marker)] == []
+    assert [r for r in recorded_processes(journal) if r.alive()] == []
+    assert lab_processes(cli.dir) == []
+    assert not cli.dir.exists(), sorted(cli.dir.rglob("*"))
+    assert list(cli.tmpdir.iterdir()) == []  # nothing through tempfile, anywhere
+    etcd_name = (journal.get("etcd") or {}).get("name", "no etcd")
+    for entry in set(os.listdir("/dev/shm")) - shm_before:  # other engineers' are not ours
+        for log in Path("/dev/shm", entry).glob("etcd.log"):
+            assert etcd_name not in log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def prefix(session_run_id: str) -> str:
+    return f"pbt{session_run_id}"
+
+
+@pytest.fixture(scope="module")
+def shm_before() -> set[str]:
+    return set(os.listdir("/dev/shm"))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, prefix: str, shm_before: set[str]
+        ) -> Iterator[LabCLI]:
+    if os.geteuid() != 0:
+        pytest.fail("pybgp lab needs root", pytrace=False)
+    base = tmp_path_factory.mktemp("lab")
+    cli = LabCLI(base / "a", base / "tmp-a", prefix)
+    try:
+        cli.up("--nodes", "3", "--pods-per-node", "3", "--peer", "bird")
+        yield cli
+    finally:
+        cli.run("down", check=False)
+
+
+# ----- the lab up and all green -------------------------------------------------------------
+def test_up_reports_each_step_and_everything_is_green(lab: LabCLI) -> None:
+    out = lab.journal()
+    assert out["lab"]["state"] == "up"
+    doc = lab.status()
+    assert doc["healthy"], json.dumps(doc, indent=1)
+    assert [n["name"] for n in doc["nodes"]] == ["node-1", "node-2", "node-3"]
+    for n in doc["nodes"]:
+        assert n["expected_sessions"] == 3 and set(n["sessions"].values()) == {"Established"}
+        assert len(n["blocks"]) == 1 and len(n["local_routes"]) == 3
+    matrix = doc["matrix"]
+    assert matrix["pairs"] == 9 * 8 and matrix["ok"] == 72 and matrix["failed"] == []
+    assert set(doc["peer"]["sessions"]) == {"198.18.0.11", "198.18.0.12", "198.18.0.13"}
+    assert set(doc["peer"]["sessions"].values()) == {"Established"}
+
+    text = lab.run("status").stdout
+    assert "72/72 pairs answer" in text and "✗" not in text and text.count("✓") == 72
+
+
+def test_exec_shows_the_routes_of_the_seed_document(lab: LabCLI) -> None:
+    doc = lab.status("--no-ping")
+    node1 = doc["nodes"][0]
+    pods = doc["pods"]["node-1"]
+    out = lab.run("exec", "node-1", "--", "pybgp", "show", "routes").stdout
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    block = node1["blocks"][0]
+    assert "blackhole" in rows[block]
+    for p in pods:
+        assert f"dev {cali_name('default', p['name'])}" in rows[f"{p['address']}/32"]
+        assert ipaddress.ip_address(p["address"]) in ipaddress.ip_network(block)
+    for other in doc["nodes"][1:]:
+        assert f"via {other['address']} on eth0" in rows[other["blocks"][0]]
+    assert "via 198.18.0.254 on eth0" in rows["198.18.100.0/24"]
+    protocols = lab.run("exec", "node-1", "--", "pybgp", "show", "protocols").stdout
+    for name in ("Mesh_198_18_0_12", "Mesh_198_18_0_13", "Global_198_18_0_254"):
+        assert name in protocols
+    assert protocols.count("Established") == 3
+    # the node's environment: its own name and the lab's etcd
+    env = lab.run("exec", "node-2", "--", "sh", "-c", "echo $NODENAME $ETCD_ENDPOINTS").stdout
+    assert env.split()[0] == "node-2" and env.split()[1].startswith("unix://")
+    nodes = lab.run("exec", "node-2", "--", "pybgp", "get", "nodes").stdout
+    assert all(n in nodes for n in ("node-1", "node-2", "node-3"))
+    # exit status and output of the command itself
+    assert lab.run("exec", "node-1", "--", "false", check=False).returncode == 1
+    bad = lab.run("exec", "node-9", "--", "true", check=False)
+    assert bad.returncode == 1 and "no node, pod or peer 'node-9'" in bad.stderr
+
+
+def test_pod_add_and_del_through_the_cni_plugin(lab: LabCLI) -> None:
+    added = lab.run("pod", "add", "node-2", "extra").stdout
+    address = added.split(": ")[1].split()[0]
+    assert lab.run("exec", "pod-1-1", "--", "ping", "-c", "1", "-W", "2", address,
+                   check=False).returncode == 0
+    routes = lab.run("exec", "node-2", "--", "pybgp", "show", "routes").stdout
+    assert f"{address}/32" in routes
+    again = lab.run("pod", "add", "node-2", "extra", check=False)
+    assert again.returncode == 1 and "exists" in again.stderr
+    wrong = lab.run("pod", "del", "node-1", "extra", check=False)
+    assert wrong.returncode == 1 and "is on node-2" in wrong.stderr
+
+    lab.run("pod", "del", "node-2", "extra")
+    pods = lab.status("--no-ping")["pods"]["node-2"]
+    assert "extra" not in [p["name"] for p in pods]
+    assert not [n for n in list_namespaces() if n.endswith("-node-2-extra")]
+    # the address is gone: inside node-2's block, so it is blackholed there, not answered
+    assert lab.run("exec", "pod-1-1", "--", "ping", "-c", "1", "-W", "1", address,
+                   check=False).returncode != 0
+    ipam = lab.run("exec", "node-2", "--", "pybgp", "ipam", "show").stdout
+    assert "9 (0%)" in ipam  # nine pods, the tenth address released
+
+
+def test_svg_picture(lab: LabCLI, tmp_path: Path) -> None:
+    svg = tmp_path / "lab.svg"
+    out = lab.run("status", "--no-ping", "--svg", str(svg)).stdout
+    assert f"wrote {svg}" in out
+    root = ET.parse(svg).getroot()
+    ids = {g.get("id") for g in root.iter(f"{SVG}g")}
+    assert ids == {"node-node-1", "node-node-2", "node-node-3", "peer-peer"}
+    strokes = [p.get("stroke") for p in root.iter(f"{SVG}path")]
+    assert len(strokes) == 6 and set(strokes) == {"#2e7d32"}  # 3 mesh + 3 peer, all up
+
+
+def test_a_second_lab_beside_the_first(lab: LabCLI, tmp_path: Path, prefix: str,
+                                       shm_before: set[str]) -> None:
+    other = LabCLI(tmp_path / "b", tmp_path / "tmp-b", prefix)
+    try:
+        out = other.up("--nodes", "2", "--pods-per-node", "1", "--peer", "gobgp").stdout
+        assert "✓ routes" in out
+        mine, theirs = lab.journal(), other.journal()
+        assert mine["topology"]["run_id"] != theirs["topology"]["run_id"]
+        assert not set(mine["topology"]["namespaces"]) & set(theirs["topology"]["namespaces"])
+        assert mine["etcd"]["client_port"] != theirs["etcd"]["client_port"]
+        doc = other.status()
+        assert doc["healthy"] and doc["matrix"]["ok"] == 2, json.dumps(doc, indent=1)
+        assert set(doc["peer"]["sessions"].values()) == {"Established"}
+        assert lab.status("--no-ping")["healthy"]
+    finally:
+        journal = other.journal() if (other.dir / "lab.json").exists() else None
+        other.run("down")
+    assert journal is not None
+    assert_gone(other, journal, shm_before)
+    assert lab.status()["healthy"]  # the first lab is untouched
+
+
+def test_zz_down_leaves_nothing(lab: LabCLI, shm_before: set[str]) -> None:
+    """Last in the module: the shared lab goes."""
+    journal = lab.journal()
+    assert len(recorded_processes(journal)) == 5  # etcd, BIRD, three speakers
+    assert lab_processes(lab.dir)
+    out = lab.run("down").stdout
+    assert "removed" in out
+    assert_gone(lab, journal, shm_before)
+    assert "nothing to remove" in lab.run("down").stdout  # idempotent
+    status = lab.run("status", check=False)
+    assert status.returncode == 1 and "no lab in" in status.stderr
+
+
+# ----- failures: a killed up, a failing step -------------------------------------------------
+def test_down_after_a_killed_up(tmp_path: Path, prefix: str, shm_before: set[str]) -> None:
+    cli = LabCLI(tmp_path / "k", tmp_path / "tmp-k", prefix)
+    proc = subprocess.Popen(cli.argv("up", "--ns-prefix", prefix, "--nodes", "2",
+                                     "--pods-per-node", "3"),
+                            env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    try:
+        # kill it in the middle of the pods step: speakers and etcd run, pods half made
+        end = time.monotonic() + 60
+        while time.monotonic() < end and proc.poll() is None:
+            try:
+                if cli.journal().get("cluster", {}).get("pods"):
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    journal = cli.journal()
+    assert journal["lab"]["state"] == "building"
+    assert len([r for r in recorded_processes(journal) if r.alive()]) == 3  # etcd, 2 speakers
+    cli.run("down")
+    assert_gone(cli, journal, shm_before)
+
+
+def test_a_failing_step_is_named_and_down_removes_the_rest(tmp_path: Path, prefix: str,
+                                                           shm_before: set[str]) -> None:
+    cli = LabCLI(tmp_path / "f", tmp_path / "tmp-f", prefix)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "bird").write_text("#!/bin/sh\necho 'bird: cannot start here' >&2\nexit 1\n")
+    (fake / "bird").chmod(0o755)
+    env = dict(cli.env, PATH=f"{fake}:{os.environ['PATH']}")
+    proc = cli.up("--nodes", "2", "--pods-per-node", "1", "--peer", "bird", check=False,
+                  env=env)
+    assert proc.returncode == 1
+    assert "✗ peer failed" in proc.stdout and "bird exited" in proc.stdout
+    assert "step 'peer' failed" in proc.stderr
+    assert f"pybgp lab down --dir {cli.dir}" in proc.stdout
+    journal = cli.journal()
+    assert journal["lab"]["state"] == "failed" and journal["lab"]["failed_step"] == "peer"
+    assert len(journal["topology"]["namespaces"]) == 4  # fabric, two nodes, the router
+    again = cli.up("--nodes", "1", check=False)
+    assert again.returncode == 1 and "a lab already lives in" in again.stderr
+    cli.run("down")
+    assert_gone(cli, journal, shm_before)
