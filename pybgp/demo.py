@@ -1,100 +1,94 @@
-"""The demo behind ``./scripts/setup.sh --demo``.
+"""The demo behind ``./scripts/setup.sh --demo``: a pybgp cluster in one command.
 
-1. Resources: a throw-away etcd on 127.0.0.1 (private port, temporary data
-   dir); every example in ``configs/examples/`` applied with the real
-   ``pybgp`` CLI, read back, and a bad input refused.
-2. A two-node cluster in network namespaces (node addresses 198.18.0.0/16,
-   pods 198.19.0.0/16): a ``pybgp speaker`` per node, a pod per node made by
-   the real ``pybgp-cni``, the routes each node learned over BGP, and a ping
-   from one pod to the other. Everything is removed at the end.
+Every step is a real ``pybgp`` command, printed before it runs:
+
+1. ``pybgp lab up --nodes 3 --pods-per-node 2 --peer bird``: three node
+   namespaces on a fabric (198.18.0.0/24), a private etcd, a BIRD 2 router,
+   a ``pybgp speaker`` per node, six pods made by the real CNI plugin.
+2. ``pybgp lab exec node-1 -- pybgp show routes``: the picture of the seed
+   document — a blackhole for the node's own /26, ``/32 dev cali…`` for its
+   pods, ``/26 via <node>`` for the other nodes' blocks — then ``pybgp show
+   protocols``.
+3. The cluster's Calico resources as ``pybgp get`` shows them, and a bad
+   IPPool refused with nothing written.
+4. ``pybgp lab status``: sessions per node and every pod pinging every other.
+5. ``pybgp lab down`` (unless ``--keep``: then the lab stays in
+   ``/run/pybgp-lab`` for ``pybgp lab status``, ``exec``, ``pod add``…).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "configs" / "examples"
-KINDS = ["ippool", "bgpconfiguration", "bgppeer", "node", "felixconfiguration",
-         "profile", "globalnetworkpolicy"]
-NAMESPACED = ["workloadendpoint", "networkpolicy"]
+BAD_POOL = ("apiVersion: projectcalico.org/v3\nkind: IPPool\n"
+            "metadata: {name: bad-pool}\nspec: {cidr: 198.19.0.0/33}\n")
 
 
-def _run(env: dict[str, str], *argv: str, check: bool = True) -> int:
-    print("$ pybgp " + " ".join(argv), flush=True)
+class DemoFailed(Exception):
+    pass
+
+
+def pybgp(*argv: str, check: bool = True) -> int:
+    print(f"\n$ pybgp {' '.join(argv)}", flush=True)
     cli = Path(sys.executable).with_name("pybgp")
-    rc = subprocess.run([str(cli), *argv], env=env).returncode
+    rc = subprocess.run([str(cli), *argv], stdin=subprocess.DEVNULL).returncode  # env: the lab
     if check and rc != 0:
-        raise SystemExit(f"demo: 'pybgp {' '.join(argv)}' failed with status {rc}")
-    print(flush=True)
+        raise DemoFailed(f"'pybgp {' '.join(argv)}' failed with status {rc}")
     return rc
 
 
-def main() -> int:
-    from pybgp.testing.etcd import EtcdServer
+def main(argv: Sequence[str] | None = None) -> int:
+    from pybgp.lab.lab import ENV_DIR, default_dir
 
-    with EtcdServer(name="pybgp-demo") as etcd:
-        env = dict(os.environ, ETCD_ENDPOINTS=etcd.endpoint)
-        print(f"== a throw-away etcd is listening on {etcd.endpoint}\n")
-        for path in sorted(EXAMPLES.glob("*.yaml")):
-            _run(env, "apply", "-f", os.path.relpath(path))
-        for kind in KINDS:
-            _run(env, "get", kind, "-o", "wide")
-        for kind in NAMESPACED:
-            _run(env, "get", kind, "-A")
-        _run(env, "get", "ippool", "-o", "yaml")
-        print("== a bad pool is refused and nothing is written:")
+    parser = argparse.ArgumentParser(prog="demo.sh", description=__doc__.split("\n")[0])
+    parser.add_argument("--keep", action="store_true", help="leave the lab running")
+    parser.add_argument("--dir", default=default_dir(), help="the lab's directory")
+    args = parser.parse_args(argv)
+    lab_dir = os.path.abspath(args.dir)
+    flag = "" if lab_dir == os.path.abspath(default_dir()) else f" --dir {lab_dir}"
+    os.environ[ENV_DIR] = lab_dir  # every `pybgp lab` command below uses this lab
+
+    def in_node(node: str, *argv: str, check: bool = True) -> int:
+        return pybgp("lab", "exec", node, "--", "pybgp", *argv, check=check)
+
+    print("== pybgp demo: three nodes, two pods each, an external BIRD router; node "
+          "addresses 198.18.0.0/24, pods 198.19.0.0/16, all in network namespaces")
+    ok = False
+    try:
+        pybgp("lab", "up", "--nodes", "3", "--pods-per-node", "2",
+              "--peer", "bird")
+        print("\n== what node-1's speaker thinks (birdc's formats):")
+        in_node("node-1", "show", "routes")
+        in_node("node-1", "show", "protocols")
+        print("\n== the cluster in etcd, as Calico v3 resources:")
+        in_node("node-1", "get", "nodes", "-o", "wide")
+        in_node("node-1", "get", "ippools", "-o", "wide")
+        in_node("node-1", "get", "workloadendpoints", "-A")
         with tempfile.TemporaryDirectory() as tmp:
             bad = Path(tmp) / "bad-pool.yaml"
-            bad.write_text(
-                "apiVersion: projectcalico.org/v3\nkind: IPPool\n"
-                "metadata: {name: bad-pool}\nspec: {cidr: 198.19.0.0/33}\n"
-            )
-            _run(env, "apply", "-f", str(bad), check=False)
-        _run(env, "get", "ippool")
-    cluster_demo()
-    print("== demo finished; etcd, namespaces and daemons removed")
-    return 0
-
-
-def cluster_demo() -> None:
-    import ipaddress
-
-    from pybgp.testing.cluster import Cluster
-    from pybgp.testing.etcd import EtcdServer
-    from pybgp.testing.netns import Topology
-
-    print("\n== a two-node cluster in network namespaces")
-    with EtcdServer(name="pybgp-demo-cluster") as etcd, Topology("demo") as topo, \
-            tempfile.TemporaryDirectory() as tmp:
-        cluster = Cluster(topo, etcd, workdir=tmp)
-        for i, name in enumerate(("node-1", "node-2")):
-            cluster.add_node(name, f"198.18.0.{11 + i}/24")
-            cluster.start_speaker(name)
-        pods = {name: cluster.add_pod(name, f"web-{name[-1]}", cni=True)
-                for name in cluster.nodes}
-        for name, pod in pods.items():
-            print(f"pod {pod.name} on {name}: {pod.ip} (host side {pod.host_iface})")
-        for name in cluster.nodes:
-            cluster.wait_established(name, 1)
-        for name, other in (("node-1", "node-2"), ("node-2", "node-1")):
-            block = ipaddress.ip_network(f"{pods[other].ip}/26", strict=False)
-            cluster.wait_route(name, str(block))
-        print("\n$ birdcl -s <node-1's socket> show protocols")
-        print(cluster.birdcl("node-1", "show", "protocols"))
-        print("$ birdcl -s <node-1's socket> show route")
-        print(cluster.birdcl("node-1", "show", "route"))
-        print("$ ip route   (inside node-1)")
-        print(cluster.routes("node-1"))
-        src, dst = pods["node-1"], pods["node-2"]
-        out = topo.exec(src, "ping", "-c", "3", "-i", "0.2", "-W", "1", str(dst.ip),
-                        check=False)
-        print(f"$ ping {dst.ip}   (from {src.name} on node-1 to {dst.name} on node-2)")
-        print(out.stdout)
-        cluster.close()
+            bad.write_text(BAD_POOL)
+            print("\n== a bad IPPool is refused, and nothing is written:")
+            in_node("node-1", "apply", "-f", str(bad), check=False)
+        in_node("node-1", "get", "ippools")
+        print("\n== every pod pings every other pod:")
+        pybgp("lab", "status")
+        ok = True
+    except DemoFailed as exc:
+        print(f"\ndemo: {exc}", file=sys.stderr)
+    finally:
+        if args.keep:
+            print(f"\n== the lab is left running in {lab_dir}; try `.venv/bin/pybgp lab status"
+                  f"{flag}`, and `.venv/bin/pybgp lab down{flag}` when done")
+        else:
+            pybgp("lab", "down", check=False)
+            print("== demo finished; the lab's namespaces, daemons and files are removed")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 # Install everything pybgp, its tests and its demo need on Debian 12 (as root):
 # the Debian packages (etcd, BIRD 2, GoBGP, iproute2, iptables, ipset, ping,
 # the reference CNI plugins…) and a venv in .venv with pybgp installed.
-# Idempotent: a second run installs nothing new. `--demo` runs the demo after.
+# Idempotent: a second run installs nothing new. `--demo` runs the demo after
+# (`--demo --keep` leaves its lab running).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,5 +53,6 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
 fi
 
 if [[ ${1:-} == --demo ]]; then
-  exec ./scripts/demo.sh
+  shift
+  exec ./scripts/demo.sh "$@"
 fi

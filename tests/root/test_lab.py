@@ -306,3 +306,23 @@ def test_a_failing_step_is_named_and_down_removes_the_rest(tmp_path: Path, prefi
     assert again.returncode == 1 and "a lab already lives in" in again.stderr
     cli.run("down")
     assert_gone(cli, journal, shm_before)
+
+
+def test_the_readme_demo(tmp_path: Path, shm_before: set[str]) -> None:
+    """`./scripts/setup.sh --demo` ends in this: the lab up, shown, and down again."""
+    directory = tmp_path / "demo"
+    env = dict(os.environ, TMPDIR=str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "pybgp.demo", "--dir", str(directory)],
+                          capture_output=True, text=True, timeout=300, env=env,
+                          cwd=Path(__file__).resolve().parents[2], stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    routes = out.split("$ pybgp lab exec node-1 -- pybgp show routes")[1].split("$ ")[0]
+    kinds = [line.split()[1] for line in routes.splitlines() if line.strip()]
+    assert kinds.count("blackhole") == 1 and kinds.count("dev") == 2
+    assert kinds.count("via") == 3  # two other nodes' blocks and the router's network
+    assert "field spec.cidr: invalid CIDR '198.19.0.0/33'" in proc.stderr
+    assert "30/30 pairs answer" in out and "✗" not in out
+    assert "demo finished" in out and not directory.exists()
+    assert list((tmp_path / "tmp").iterdir()) == []
