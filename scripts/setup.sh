@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   etcd-server etcd-client bird2 gobgpd iproute2 iptables ipset iputils-ping
   containernetworking-plugins tcpdump socat prometheus-bird-exporter
-  python3 python3-venv python3-dev procps openssl
+  python3 python3-venv python3-dev procps openssl systemd
 )
 
 if [[ $(id -u) -ne 0 ]]; then
