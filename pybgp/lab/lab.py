@@ -44,7 +44,7 @@ from pybgp.lab.plan import (
     peer_spec,
 )
 from pybgp.lab.report import Matrix, NodeStatus, matrix_pairs, missing_routes, node_status
-from pybgp.testing.cluster import Cluster, resource
+from pybgp.testing.cluster import Cluster, resource, wait_until
 from pybgp.testing.etcd import EtcdServer
 from pybgp.testing.journal import Journal
 from pybgp.testing.netns import Pod, Topology
@@ -102,17 +102,6 @@ class Progress:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) < 600 else text[:600] + " …"
-
-
-def wait_for(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.2) -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise TimeoutError(f"{what} after {timeout:g} s")
-        time.sleep(step)
 
 
 class Lab:
@@ -214,7 +203,7 @@ class Lab:
                 return all(s.established >= plan.expected_sessions(s.name) for s in st)
 
             try:
-                wait_for(established, CONVERGE_TIMEOUT, "sessions not established")
+                wait_until(established, CONVERGE_TIMEOUT, "sessions")
             except TimeoutError:
                 raise LabError(lab._not_established(), "sessions") from None
             said(f"{want}/{want} sessions established")
@@ -223,7 +212,7 @@ class Lab:
                 return not missing_routes(lab.node_statuses())
 
             try:
-                wait_for(converged, CONVERGE_TIMEOUT, "routes missing")
+                wait_until(converged, CONVERGE_TIMEOUT, "routes")
             except TimeoutError:
                 raise LabError(f"routes missing: {missing_routes(lab.node_statuses())}",
                                "routes") from None
