@@ -22,8 +22,10 @@ write outside its directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -48,7 +50,7 @@ from pybgp.testing.cluster import Cluster, resource, wait_until
 from pybgp.testing.etcd import EtcdServer
 from pybgp.testing.journal import Journal
 from pybgp.testing.netns import Pod, Topology
-from pybgp.testing.procs import pids_with_cwd_under
+from pybgp.testing.procs import ProcessRecord, pids_with_cwd_under
 
 DEFAULT_DIR = "/run/pybgp-lab"
 ENV_DIR = "PYBGP_LAB_DIR"
@@ -184,6 +186,9 @@ class Lab:
                 cluster.store.apply([resource("BGPPeer", PEER_NAME, peer_spec())])
                 said(f"{plan.peer} at {PEER_ADDRESS} (AS {peer_spec()['asNumber']}), "
                      "BGPPeer for every node")
+        # Phase 2 joins here, each one step of its own: reflectors (after "nodes",
+        # with plan.mesh False and BGPPeers to them) and `pybgp agent` in every
+        # node (beside the speakers, Cluster.start_agent).
         with progress.step("speakers", f"pybgp speaker in {len(plan.nodes)} nodes") as said:
             for n in plan.nodes:
                 cluster.start_speaker(n.name, notify=True)
@@ -375,9 +380,11 @@ class Lab:
             if desc:
                 EtcdServer.restore(desc).close()
                 done.append("etcd")
-            elif paths.etcd.exists():  # killed before etcd was described
+            elif paths.etcd.exists():  # killed before etcd was described: by its directory
                 for pid in pids_with_cwd_under(paths.etcd):
-                    os.kill(pid, 9)
+                    with contextlib.suppress(ProcessLookupError):
+                        rec = ProcessRecord.of(pid, "etcd by its directory")
+                        rec.signal(signal.SIGKILL, group=False)
         except Exception as exc:
             errors.append(f"etcd: {exc}")
         if errors:

@@ -258,12 +258,11 @@ class Cluster:
             raise FileNotFoundError(f"{DEBIAN_CNI}/portmap missing: install the Debian "
                                     "package containernetworking-plugins")
         cli = Path(sys.executable).with_name("pybgp")
-        subprocess.run(
-            [str(cli), "install-cni", "--bin-dir", str(self.cni_bin),
-             "--conf-dir", str(cn.conf_dir), "--nodename", name,
-             "--etcd-endpoints", self.etcd.unix_endpoint,
-             "--daemon-socket", str(cn.dir / "cni.sock")],
-            check=True, capture_output=True, text=True, timeout=60)
+        # on the node, as an operator runs it (nothing of pybgp in the root namespace)
+        self.topo.exec(cn.node, str(cli), "install-cni", "--bin-dir", str(self.cni_bin),
+                       "--conf-dir", str(cn.conf_dir), "--nodename", name,
+                       "--etcd-endpoints", self.etcd.unix_endpoint,
+                       "--daemon-socket", str(cn.dir / "cni.sock"), timeout=60)
         return path
 
     def runtime(self, name: str) -> tuple[Runtime, NetworkConfigList]:
