@@ -52,6 +52,7 @@ class ClusterNode:
     node: Node
     dir: Path
     speaker: subprocess.Popen[bytes] | None = None
+    agent: subprocess.Popen[bytes] | None = None
 
     @property
     def bird_socket(self) -> str:
@@ -113,15 +114,58 @@ class Cluster:
         proc.kill()
         proc.wait(10)
 
+    def start_agent(self, name: str, *, log_level: str = "info",
+                    health_port: int | None = None,
+                    metrics_port: int | None = None) -> subprocess.Popen[bytes]:
+        """``pybgp agent`` inside the node's namespace (health on its own
+        127.0.0.1:9099 and metrics on :9091 unless given), log in the node's dir."""
+        cn = self.nodes[name]
+        argv = [sys.executable, "-m", "pybgp.cli.main", "agent", "--node", name,
+                "--etcd-endpoints", self.etcd.unix_endpoint, "--log-level", log_level]
+        if health_port is not None:
+            argv += ["--health-port", str(health_port)]
+        if metrics_port is not None:
+            argv += ["--metrics-port", str(metrics_port)]
+        log = open(cn.dir / "agent.log", "ab")  # noqa: SIM115 - the child owns it
+        try:
+            cn.agent = self.topo.popen(cn.node, *argv, stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+        return cn.agent
+
+    def kill_agent(self, name: str) -> None:
+        """SIGKILL, as a crash would: nothing gets to clean up."""
+        proc = self.nodes[name].agent
+        assert proc is not None
+        proc.kill()
+        proc.wait(10)
+
+    def agent_log(self, name: str) -> str:
+        path = self.nodes[name].dir / "agent.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def namespace_profile(self, namespace: str, labels: dict[str, str] | None = None) -> None:
+        """The profile ``kns.<namespace>`` as Calico's kube-controllers write it
+        for a Kubernetes namespace: allow all in and out, and the namespace's
+        labels applied to its endpoints with the ``pcns.`` prefix."""
+        apply = {"pcns.projectcalico.org/name": namespace}
+        apply.update({f"pcns.{k}": v for k, v in (labels or {}).items()})
+        self.store.apply([resource("Profile", f"kns.{namespace}", {
+            "ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}],
+            "labelsToApply": apply})])
+
     def add_pod(self, node: str, pod: str, *, ip: str | None = None,
-                ipam_node: str | None = None, cni: bool = False, **ipam_args: Any) -> Pod:
+                ipam_node: str | None = None, cni: bool = False, namespace: str = "default",
+                **ipam_args: Any) -> Pod:
         """A pod wired like the CNI plugin does, its address taken from IPAM.
 
         With ``cni=True`` the real ``pybgp-cni`` executable does it, run in the
-        node's namespace the way a container runtime runs it.
+        node's namespace the way a container runtime runs it, in the Kubernetes
+        ``namespace`` (whose profile ``kns.<namespace>`` is created first if
+        missing, as Kubernetes would have it).
         """
         if cni:
-            return self._cni_pod(node, pod)
+            return self._cni_pod(node, pod, namespace)
         ipam = IPAM(self.kv, ipam_node or node, **ipam_args)
         handle = f"k8s-pod-network.{node}-{pod}"
         if ip is None:
@@ -130,8 +174,10 @@ class Cluster:
             ipam.assign_ip(ip, handle, {"node": node, "pod": pod}, self.pools)
         return self.topo.add_pod(self.nodes[node].node, pod, ip)
 
-    def _cni_pod(self, node: str, pod: str) -> Pod:
+    def _cni_pod(self, node: str, pod: str, namespace: str = "default") -> Pod:
         cn = self.nodes[node]
+        if self.kv.get(f"/calico/resources/v3/projectcalico.org/profiles/kns.{namespace}") is None:
+            self.namespace_profile(namespace)
         ns = self.topo.add_namespace(f"{node}-{pod}")
         config = {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "pybgp-cni",
                   "etcd_endpoints": self.etcd.unix_endpoint, "nodename": node,
@@ -141,13 +187,14 @@ class Cluster:
             cn.node, "env", "CNI_COMMAND=ADD", f"CNI_CONTAINERID={node}-{pod}",
             f"CNI_NETNS=/var/run/netns/{ns}", "CNI_IFNAME=eth0",
             f"CNI_PATH={plugin.parent}",
-            f"CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}",
+            f"CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={pod}",
             "PYBGP_CNI_SOCKET=/nonexistent/cni.sock",  # no daemon: run in-process
             str(plugin), input=json.dumps(config))
         result = json.loads(out.stdout)
         address = result["ips"][0]["address"].split("/")[0]
         host_iface = result["interfaces"][0]["name"]
-        return Pod(pod, ns, cn.node, ipaddress.ip_address(address), host_iface)
+        return Pod(pod, ns, cn.node, ipaddress.ip_address(address), host_iface,
+                   k8s_namespace=namespace)
 
     def routes(self, name: str) -> str:
         return self.topo.exec(self.nodes[name].node, "ip", "route", "show").stdout
