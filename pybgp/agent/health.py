@@ -20,7 +20,8 @@ from collections.abc import Callable
 
 log = logging.getLogger("pybgp.agent.health")
 Handler = Callable[[], tuple[int, str, str]]  # → (status, content type, body)
-REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed",
+           500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 async def serve(host: str, port: int, routes: dict[str, Handler]) -> asyncio.Server:
@@ -42,7 +43,11 @@ async def serve(host: str, port: int, routes: dict[str, Handler]) -> asyncio.Ser
             elif method not in ("GET", "HEAD"):
                 status, ctype, body = 405, "text/plain", "method not allowed\n"
             else:
-                status, ctype, body = handler()
+                try:
+                    status, ctype, body = handler()
+                except Exception as exc:  # a bug: answer 500, keep serving
+                    log.exception("%s handler failed", path)
+                    status, ctype, body = 500, "text/plain", f"internal error: {exc}\n"
             data = body.encode()
             head = (f"HTTP/1.0 {status} {REASONS.get(status, '')}\r\n"
                     f"Content-Type: {ctype}\r\nContent-Length: {len(data)}\r\n"

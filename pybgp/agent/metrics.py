@@ -74,10 +74,10 @@ class Metrics:
         self.apply_time = Histogram()
 
     def inc(self, name: str, by: float = 1.0) -> None:
-        self.values[name] += by
+        self.values[name] += float(by)
 
     def set(self, name: str, value: float) -> None:
-        self.values[name] = value
+        self.values[name] = float(value)
 
     def render(self) -> str:
         out: list[str] = []

@@ -154,6 +154,24 @@ class Cluster:
             "ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}],
             "labelsToApply": apply})])
 
+    def endpoint_key(self, pod: Pod) -> str:
+        """The etcd key of a CNI pod's WorkloadEndpoint."""
+        from pybgp.model import KINDS, key_for, wep_name
+
+        name = wep_name(pod.node.name, "k8s", pod.name, pod.iface)
+        return key_for(KINDS["WorkloadEndpoint"], name, pod.k8s_namespace)
+
+    def update_endpoint(self, pod: Pod, *, labels: dict[str, str] | None = None,
+                        **spec: Any) -> None:
+        """Change a CNI pod's WorkloadEndpoint: add ``labels``, set spec fields
+        (JSON names, e.g. ``ipNATs=[...]``), as an orchestrator would."""
+        item = self.kv.get(self.endpoint_key(pod))
+        assert item is not None, f"no WorkloadEndpoint for {pod.name}"
+        doc = json.loads(item.value)
+        doc["metadata"].setdefault("labels", {}).update(labels or {})
+        doc["spec"].update(spec)
+        self.store.apply([parse_resource(doc)])
+
     def add_pod(self, node: str, pod: str, *, ip: str | None = None,
                 ipam_node: str | None = None, cni: bool = False, namespace: str = "default",
                 **ipam_args: Any) -> Pod:

@@ -7,6 +7,11 @@ connection is first told the address it came from, as the server sees it
 ``python -m pybgp.testing.probe check [--timeout S] HOST:PORT...`` tries every
 target at once and prints a JSON list of ``{"target", "ok", "seen", "error"}``.
 
+``python -m pybgp.testing.probe udp-listen PORT --seconds S`` prints the JSON
+list of source addresses of the datagrams that arrived; ``udp-send
+HOST:PORT [--source IP] [--count N]`` sends datagrams (from ``IP`` if given:
+a spoofing test binds an address the pod does not own).
+
 ``python -m pybgp.testing.probe hold HOST:PORT --seconds S [--interval I]``
 keeps one connection and sends a line every interval, expecting its echo;
 prints ``{"sent", "echoed", "errors"}`` and exits 1 on any loss.
@@ -123,6 +128,33 @@ def hold(target: str, seconds: float, interval: float) -> dict[str, object]:
     return {"sent": sent, "echoed": echoed, "errors": errors}
 
 
+def udp_listen(port: int, seconds: float) -> list[str]:
+    seen: list[str] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("0.0.0.0", port))
+        print("ready", flush=True)
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            s.settimeout(left)
+            try:
+                _, addr = s.recvfrom(2048)
+            except TimeoutError:
+                break
+            seen.append(addr[0])
+    return seen
+
+
+def udp_send(target: str, source: str | None, count: int) -> None:
+    host, port = _split(target)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        if source:
+            s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: any source address
+            s.bind((source, 0))
+        for _ in range(count):
+            s.sendto(b"probe", (host, port))
+            time.sleep(0.02)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="probe")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -131,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check")
     p.add_argument("targets", nargs="+")
     p.add_argument("--timeout", type=float, default=1.0)
+    p = sub.add_parser("udp-listen")
+    p.add_argument("port", type=int)
+    p.add_argument("--seconds", type=float, required=True)
+    p = sub.add_parser("udp-send")
+    p.add_argument("target")
+    p.add_argument("--source")
+    p.add_argument("--count", type=int, default=3)
     p = sub.add_parser("hold")
     p.add_argument("target")
     p.add_argument("--seconds", type=float, required=True)
@@ -142,8 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "check":
         print(json.dumps(check(args.targets, min(args.timeout, 30.0))))
         return 0
+    if args.cmd == "udp-send":
+        udp_send(args.target, args.source, max(1, min(args.count, 100)))
+        return 0
     if not 0 < args.seconds <= 600:
         ap.error("--seconds must be in (0, 600]")
+    if args.cmd == "udp-listen":
+        print(json.dumps(udp_listen(args.port, args.seconds)))
+        return 0
     result = hold(args.target, args.seconds, max(args.interval, 0.01))
     print(json.dumps(result))
     return 0 if result["sent"] == result["echoed"] and not result["errors"] else 1
