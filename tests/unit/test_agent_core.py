@@ -8,8 +8,8 @@ import json
 import pytest
 
 from pybgp.agent import calc as C
-from pybgp.agent import iptables as ipt
 from pybgp.agent import ipsets as ips
+from pybgp.agent import iptables as ipt
 from pybgp.agent import rules as R
 from pybgp.agent import selectors as S
 from pybgp.agent.config import effective
