@@ -372,6 +372,54 @@ def test_health_and_metrics(lab):
     assert http_get(cluster.topo, node, 9099, "/nothing")[0] == 404
 
 
+def _pybgp(cluster, *args):
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).with_name("pybgp"))
+    out = subprocess.run([exe, *args, "--etcd-endpoints", cluster.etcd.endpoint],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_show_endpoints_and_policy(lab):
+    cluster, pods, _ = lab
+    web = pods["web"]
+    apply(cluster, GNP, "second", {"order": 20, "selector": "app == 'web'",
+                                   "ingress": [{"action": "Deny", "protocol": "UDP"}]})
+    apply(cluster, NP, "first", {"order": 5, "selector": "app == 'web'", "ingress": [
+        {"action": "Allow", "protocol": "TCP", "destination": {"ports": [80]}}]},
+          namespace="default")
+    try:
+        eps = json.loads(_pybgp(cluster, "show", "endpoints", "-o", "json"))
+        mine = {e["interface"]: e for e in eps}
+        assert set(mine) == {p.host_iface for p in pods.values()}
+        assert mine[web.host_iface]["ingress_policies"] == ["np/default/first", "gnp/second"]
+        assert mine[web.host_iface]["status"] == "up"
+        text = _pybgp(cluster, "show", "endpoints")
+        assert text.splitlines()[0].split()[:3] == ["NAMESPACE", "NAME", "NODE"]
+        got = json.loads(_pybgp(cluster, "show", "policy", "web", "-o", "json"))
+        chains = [p["chain"] for p in got["ingress"]["policies"]]
+        assert chains == ["cali-pi-np/default/first", "cali-pi-gnp/second"]
+        assert got["ingress"]["chain"] == f"cali-tw-{web.host_iface}"
+        assert got["ingress"]["profiles"][0]["name"] == "kns.default"
+        # what it shows is what the agent programmed
+        node = node_of(cluster)
+        settle(lambda: "-A cali-pi-gnp/second" in topo_save(cluster, node), what="the chains")
+        for chain in chains:
+            assert f":{chain} " in topo_save(cluster, node)
+        text = _pybgp(cluster, "show", "policy", web.host_iface)
+        assert "INGRESS" in text and "cali-pi-np/default/first" in text
+    finally:
+        delete(cluster, GNP, "second")
+        delete(cluster, NP, "first", "default")
+
+
+def topo_save(cluster, node) -> str:
+    return cluster.topo.exec(node, "iptables-save").stdout
+
+
 def test_kill_9_and_restart_keeps_rules_and_connections(lab):
     cluster, pods, _ = lab
     topo = cluster.topo
