@@ -272,7 +272,7 @@ class AgentDaemon:
             self.failures = 0
             if not self.first_apply_done:
                 log.info("dataplane programmed %s", fields(
-                    endpoints=len(desired.endpoints), chains=m.values["felix_iptables_chains"],
+                    endpoints=len(desired.endpoints), chains=int(m.values["felix_iptables_chains"]),
                     rules=desired.rule_count(), ipsets=len(desired.ipsets),
                     routes=len(desired.routes), calc_s=f"{calc_s:.3f}",
                     apply_s=f"{report.seconds:.3f}"))
