@@ -107,19 +107,11 @@ class Dataplane:
             report.seconds = time.perf_counter() - t0
             return report
         sets = {n: ipsets_mod.KernelSet(s.kind, s.members) for n, s in desired.ipsets.items()}
-        adds = self.sets.plan_adds(sets)
-        if adds:
-            report.ipset_calls += 1
-            try:
-                ipsets_mod.restore(adds)
-                self.sets.added(sets)
-            except (KernelError, OSError) as exc:
-                report.ipset_errors += 1
-                report.errors.append(str(exc))
-                self.sets.known = False
-                self._kernel(desired, report)  # routes do not depend on the sets
-                report.seconds = time.perf_counter() - t0
-                return report
+        if not self._ipsets(self.sets.plan_adds(sets), report):
+            self._kernel(desired, report)  # routes do not depend on the sets
+            report.seconds = time.perf_counter() - t0
+            return report
+        self.sets.added(sets)
         plans = []
         text = []
         for name, table in self.tables.items():
@@ -147,18 +139,25 @@ class Dataplane:
                 report.iptables_errors += 1
                 report.errors.append(str(exc))
                 self.refresh(iptables=True)
-        removals = self.sets.plan_removals(sets) if iptables_ok else ""
-        if removals:
-            report.ipset_calls += 1
-            try:
-                ipsets_mod.restore(removals)
-                self.sets.removed(sets)
-            except (KernelError, OSError) as exc:
-                report.ipset_errors += 1
-                report.errors.append(str(exc))
-                self.sets.known = False
+        if iptables_ok and self._ipsets(self.sets.plan_removals(sets), report):
+            self.sets.removed(sets)
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _ipsets(self, text: str, report: Report) -> bool:
+        """One ``ipset restore`` (nothing when ``text`` is empty); False if it failed
+        (what went in is then unknown: the sets are read back next time)."""
+        if not text:
+            return True
+        report.ipset_calls += 1
+        try:
+            ipsets_mod.restore(text)
+        except (KernelError, OSError) as exc:
+            report.ipset_errors += 1
+            report.errors.append(str(exc))
+            self.sets.known = False
+            return False
+        return True
 
     # -- routes, neighbours, sysctls ---------------------------------------------------
     def _kernel(self, desired: Desired, report: Report) -> None:

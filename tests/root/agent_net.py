@@ -21,6 +21,21 @@ from pybgp.testing.netns import Node, Pod, Topology
 PROBE = (sys.executable, "-m", "pybgp.testing.probe")
 
 
+@contextlib.contextmanager
+def fresh_cluster(etcd_server: Any, run_id: str, workdir: str) -> Iterator[Cluster]:
+    """An empty etcd and a new topology for one test module; removed afterwards."""
+    if not etcd_server.running:
+        etcd_server.start()
+    etcd_server.wipe()
+    topo = Topology(prefix=f"pbt{run_id}")
+    cluster = Cluster(topo, etcd_server, workdir=workdir)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        topo.close()
+
+
 def serve(topo: Topology, where: Pod | Node, *ports: int) -> subprocess.Popen[Any]:
     """A TCP listener on ``ports`` inside ``where`` (killed when the topology closes)."""
     proc = topo.popen(where, *PROBE, "serve", *map(str, ports), stdout=subprocess.PIPE,

@@ -19,6 +19,7 @@ from agent_net import (
     apply,
     cali_rules,
     delete,
+    fresh_cluster,
     http_get,
     ping,
     reach,
@@ -30,8 +31,7 @@ from agent_net import (
 )
 
 from pybgp.datastore.kv import Delete
-from pybgp.testing.cluster import Cluster, wait_until
-from pybgp.testing.netns import Topology
+from pybgp.testing.cluster import wait_until
 
 NODE_IP = "198.18.0.11"
 OUTSIDE_IP = "198.18.0.50"
@@ -42,12 +42,9 @@ NP = "NetworkPolicy"
 
 @pytest.fixture(scope="module")
 def lab(etcd_server, session_run_id, tmp_path_factory):
-    if not etcd_server.running:
-        etcd_server.start()
-    etcd_server.wipe()
-    topo = Topology(prefix=f"pbt{session_run_id}")
-    cluster = Cluster(topo, etcd_server, workdir=str(tmp_path_factory.mktemp("agent-node")))
-    try:
+    with fresh_cluster(etcd_server, session_run_id,
+                       str(tmp_path_factory.mktemp("agent-node"))) as cluster:
+        topo = cluster.topo
         cluster.add_node("node-a", f"{NODE_IP}/24")
         outside = topo.add_external_router("outside", f"{OUTSIDE_IP}/24")
         cluster.namespace_profile("default")
@@ -70,9 +67,6 @@ def lab(etcd_server, session_run_id, tmp_path_factory):
         cluster.start_agent("node-a")
         wait_ready(cluster, "node-a")
         yield cluster, pods, outside
-    finally:
-        cluster.close()
-        topo.close()
 
 
 def node_of(cluster):

@@ -11,10 +11,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from agent_net import apply, delete, ping, reach, serve, settle, tcp, wait_ready
-
-from pybgp.testing.cluster import Cluster
-from pybgp.testing.netns import Topology
+from agent_net import apply, delete, fresh_cluster, ping, reach, serve, settle, tcp, wait_ready
 
 GNP = "GlobalNetworkPolicy"
 
@@ -25,12 +22,9 @@ def block_of(ip: str) -> str:
 
 @pytest.fixture(scope="module")
 def two(etcd_server, session_run_id, tmp_path_factory):
-    if not etcd_server.running:
-        etcd_server.start()
-    etcd_server.wipe()
-    topo = Topology(prefix=f"pbt{session_run_id}")
-    cluster = Cluster(topo, etcd_server, workdir=str(tmp_path_factory.mktemp("agent-two")))
-    try:
+    with fresh_cluster(etcd_server, session_run_id,
+                       str(tmp_path_factory.mktemp("agent-two"))) as cluster:
+        topo = cluster.topo
         cluster.add_node("node-a", "198.18.0.11/24")
         cluster.add_node("node-b", "198.18.0.12/24")
         pods = {"a1": cluster.add_pod("node-a", "a1", cni=True),
@@ -49,9 +43,6 @@ def two(etcd_server, session_run_id, tmp_path_factory):
         cluster.wait_route("node-a", block_of(pods["b1"].addr))
         cluster.wait_route("node-b", block_of(pods["a1"].addr))
         yield cluster, pods
-    finally:
-        cluster.close()
-        topo.close()
 
 
 def test_cross_node_policy_matrix(two):
