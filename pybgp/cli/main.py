@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 # sub-command → module that defines ``register(subparsers)`` and ``run(args)``.
 COMMANDS = {
+    "agent": "pybgp.cli.agent",
     "apply": "pybgp.cli.resources",
     "create": "pybgp.cli.resources",
     "get": "pybgp.cli.resources",

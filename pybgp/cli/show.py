@@ -1,5 +1,8 @@
 """``pybgp show routes|protocols`` and ``pybgp status``: what the speaker thinks.
 
+(``pybgp show endpoints|policy``, what the agent applies, live in
+``pybgp.cli.policy_view``.)
+
 Text output is what ``birdc`` prints for the same command, read from the
 speaker's BIRD socket (reply codes stripped as birdc strips them); ``-o json``
 reads pybgp's JSON socket. ``pybgp status`` is ``calicoctl node status``.
@@ -38,7 +41,8 @@ class SpeakerError(PybgpError):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    show = sub.add_parser("show", help="show the speaker's routes or BGP protocols")
+    show = sub.add_parser("show", help="show the speaker's routes and BGP protocols, or the "
+                                       "agent's endpoints and policy")
     what = show.add_subparsers(dest="what", metavar="WHAT", required=True)
 
     p = what.add_parser("routes", aliases=["route"], help="routes in the speaker's table")
@@ -53,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help='[all] [NAME | "PATTERN"] as for BIRD\'s show protocols')
     _common(p)
     p.set_defaults(func=run_protocols)
+
+    from pybgp.cli.policy_view import register_show
+
+    register_show(what)
 
     p = sub.add_parser("status", help="calicoctl node status: is the speaker up, its BGP peers")
     _common(p)

@@ -17,6 +17,7 @@ import errno as _errno
 import os
 import socket
 import struct
+from dataclasses import dataclass
 
 from pybgp.kernel_sync import codec
 from pybgp.kernel_sync.desired import KRoute
@@ -24,6 +25,8 @@ from pybgp.kernel_sync.netlink import open_netlink_socket
 
 RTM_NEWADDR = 20
 RTM_NEWNEIGH = 28
+RTM_DELNEIGH = 29
+RTM_GETNEIGH = 30
 IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
 IFLA_MTU = 4
@@ -115,6 +118,36 @@ def neighbour(index: int, ip: str, lladdr: str) -> tuple[int, int, bytes]:
     return _msg(RTM_NEWNEIGH, REPLACE, body)
 
 
+def neighbour_del(index: int, ip: str) -> tuple[int, int, bytes]:
+    """Delete the neighbour entry for ``ip`` on interface ``index``."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    body = (_NDMSG.pack(family, index, 0, 0, 0)
+            + _rta(NDA_DST, socket.inet_pton(family, ip)))
+    return _msg(RTM_DELNEIGH, REQ, body)
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    index: int
+    ip: str
+    lladdr: str  # "" when the entry has none
+    state: int  # NUD_* bits
+
+    @property
+    def permanent(self) -> bool:
+        return bool(self.state & NUD_PERMANENT)
+
+
+def parse_neighbour(msg: codec.Message) -> Neighbour | None:
+    family, index, state, _flags, _type = _NDMSG.unpack_from(msg.data, codec.HDR_LEN)
+    attrs = codec.parse_attrs(msg.data, codec.HDR_LEN + _NDMSG.size)
+    dst = attrs.get(NDA_DST)
+    if dst is None or family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    lladdr = ":".join(f"{b:02x}" for b in attrs.get(NDA_LLADDR, b""))
+    return Neighbour(index, socket.inet_ntop(family, dst), lladdr, state)
+
+
 def route(op: str, r: KRoute) -> tuple[int, int, bytes]:
     """A route request (``add``/``replace``/``delete``), devices given as ifindexes."""
     raw = codec.encode_route(op, r, 0, lambda dev: int(dev))
@@ -184,3 +217,45 @@ class Rtnl:
             mac = ":".join(f"{b:02x}" for b in attrs.get(IFLA_ADDRESS, b""))
             return link.index, mac
         return None
+
+    def neighbours(self) -> list[Neighbour]:
+        """Every neighbour entry of the namespace (IPv4 and IPv6), one dump."""
+        self._seq += 1
+        seq = self._seq
+        body = _NDMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+        self.sock.sendall(_HDR.pack(codec.HDR_LEN + len(body), RTM_GETNEIGH,
+                                    codec.NLM_F_REQUEST | codec.NLM_F_DUMP, seq, 0) + body)
+        out: list[Neighbour] = []
+        while True:
+            for msg in codec.iter_messages(self.sock.recv(1 << 16)):
+                if msg.seq != seq:
+                    continue
+                if msg.type == codec.NLMSG_DONE:
+                    return out
+                if msg.type == codec.NLMSG_ERROR:
+                    ack = codec.parse_ack(msg)
+                    if ack.error:
+                        raise NetlinkError(ack.error, "dump neighbours", ack.text)
+                    return out
+                if msg.type == RTM_NEWNEIGH:
+                    neigh = parse_neighbour(msg)
+                    if neigh is not None:
+                        out.append(neigh)
+
+    def links(self) -> dict[str, tuple[int, str, bool]]:
+        """Every interface of the namespace: name → (ifindex, MAC, up)."""
+        self._seq += 1
+        seq = self._seq
+        self.sock.sendall(codec.encode_link_dump(seq))
+        out: dict[str, tuple[int, str, bool]] = {}
+        while True:
+            for msg in codec.iter_messages(self.sock.recv(1 << 16)):
+                if msg.seq != seq:
+                    continue
+                if msg.type in (codec.NLMSG_DONE, codec.NLMSG_ERROR):
+                    return out
+                if msg.type == codec.RTM_NEWLINK:
+                    link = codec.parse_link(msg)
+                    attrs = codec.parse_attrs(msg.data, codec.HDR_LEN + _IFINFO.size)
+                    mac = ":".join(f"{b:02x}" for b in attrs.get(IFLA_ADDRESS, b""))
+                    out[link.name] = (link.index, mac, bool(link.flags & IFF_UP))

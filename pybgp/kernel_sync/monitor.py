@@ -64,8 +64,13 @@ class HostRoutes:
     """
 
     def __init__(self, ifname_prefix: str = "cali", table: int = RT_TABLE_MAIN,
-                 ignore_protocols: Collection[int] = ()) -> None:
+                 ignore_protocols: Collection[int] = (), track_links: bool = False) -> None:
         self.ifname_prefix = ifname_prefix
+        # With ``track_links``, watched interfaces that appeared, went up or
+        # down, or vanished since the last take_link_changes() (name → up;
+        # None: gone) — the agent programs an endpoint when its link comes up.
+        self.track_links = track_links
+        self.link_changes: dict[str, bool | None] = {}
         self.table = table
         # Route protocols whose notifications are dropped before parsing (an
         # owner that knows its routes are never host routes, e.g. the speaker's).
@@ -77,6 +82,26 @@ class HostRoutes:
     def current(self) -> set[tuple[str, str]]:
         """The (prefix, ifname) pairs reported as present."""
         return {(p, n) for per in self._reported.values() for p, n in per.items()}
+
+    def links(self) -> dict[str, bool]:
+        """Watched interfaces (name starts with the prefix) → up."""
+        return {ln.name: ln.up for ln in self._links.values()
+                if ln.name.startswith(self.ifname_prefix)}
+
+    def take_link_changes(self) -> dict[str, bool | None]:
+        changes, self.link_changes = self.link_changes, {}
+        return changes
+
+    def _link_changed(self, old: _Link | None, new: _Link | None) -> None:
+        if not self.track_links:
+            return
+        prefix = self.ifname_prefix
+        if old is not None and old.name.startswith(prefix) and (
+                new is None or new.name != old.name):
+            self.link_changes[old.name] = None
+        if new is not None and new.name.startswith(prefix) and (
+                old is None or old.name != new.name or old.up != new.up):
+            self.link_changes[new.name] = new.up
 
     def is_host_route(self, raw: codec.RawRoute) -> bool:
         full = 32 if raw.family == socket.AF_INET else 128
@@ -149,12 +174,15 @@ class HostRoutes:
 
     def _on_link(self, msg: codec.Message, events: list[RouteEvent]) -> None:
         link = codec.parse_link(msg)
+        old = self._links.get(link.index)
         if msg.type == codec.RTM_DELLINK:
             self._links.pop(link.index, None)
             self._routes.pop(link.index, None)  # all its routes are gone
+            self._link_changed(old, None)
         else:
             up = bool(link.flags & codec.IFF_UP)
             self._links[link.index] = _Link(link.name, up)
+            self._link_changed(old, self._links[link.index])
             if not up and link.index in self._routes:
                 # IPv4 routes of a downed device are flushed without a notification.
                 per = {p: f for p, f in self._routes[link.index].items() if f != socket.AF_INET}
@@ -179,7 +207,11 @@ class HostRoutes:
     ) -> list[RouteEvent]:
         """Replace the state by a full dump; return the changes against what was
         reported before (at start-up: one "add" per watched route)."""
+        before = self._links
         self._links = {i: _Link(ln.name, bool(ln.flags & codec.IFF_UP)) for i, ln in links.items()}
+        if self.track_links:
+            for i in set(before) | set(self._links):
+                self._link_changed(before.get(i), self._links.get(i))
         self._routes = {}
         for raw in routes:
             if self.is_host_route(raw) and raw.protocol not in self.ignore_protocols:
@@ -248,9 +280,10 @@ class RouteMonitor:
         ifname_prefix: str = "cali",
         table: int = RT_TABLE_MAIN,
         ignore_protocols: Collection[int] = (),
+        track_links: bool = False,
     ) -> None:
         self.netns = netns
-        self.state = HostRoutes(ifname_prefix, table, ignore_protocols)
+        self.state = HostRoutes(ifname_prefix, table, ignore_protocols, track_links)
         self.sock = open_netlink_socket(netns, GROUPS)
         if ignore_protocols:
             # Best effort: the kernel then drops those notifications before they
@@ -332,14 +365,19 @@ class RouteMonitor:
         self,
         callback: Callable[[list[RouteEvent]], object],
         loop: asyncio.AbstractEventLoop | None = None,
+        on_links: Callable[[dict[str, bool | None]], object] | None = None,
     ) -> None:
-        """Call ``callback(events)`` from ``loop`` whenever the kernel reports changes."""
+        """Call ``callback(events)`` from ``loop`` whenever the kernel reports
+        changes (and, with ``track_links``, ``on_links(changes)`` when watched
+        interfaces appear, go up or down, or vanish)."""
         self._loop = loop or asyncio.get_running_loop()
 
         def readable() -> None:
             events = self.read_events()
             if events:
                 callback(events)
+            if on_links is not None and self.state.link_changes:
+                on_links(self.state.take_link_changes())
 
         self._loop.add_reader(self.sock.fileno(), readable)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import socket
 import subprocess
@@ -37,7 +38,7 @@ from typing import Any
 from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
 from pybgp.datastore.resources import ResourceStore
 from pybgp.ipam import IPAM, Pool
-from pybgp.model import parse_resource
+from pybgp.model import KEY_PREFIX, parse_resource
 from pybgp.testing.cni import Attachment, NetworkConfigList, Runtime
 from pybgp.testing.etcd import EtcdServer
 from pybgp.testing.journal import Journal
@@ -71,6 +72,7 @@ class ClusterNode:
     dir: Path
     speaker: subprocess.Popen[bytes] | None = None
     speaker_record: ProcessRecord | None = None
+    agent: subprocess.Popen[bytes] | None = None
 
     @property
     def conf_dir(self) -> Path:
@@ -225,15 +227,76 @@ class Cluster:
         proc.kill()
         proc.wait(10)
 
+    def start_agent(self, name: str, *, log_level: str = "info",
+                    health_port: int | None = None,
+                    metrics_port: int | None = None) -> subprocess.Popen[bytes]:
+        """``pybgp agent`` inside the node's namespace (health on its own
+        127.0.0.1:9099 and metrics on :9091 unless given), log in the node's dir."""
+        cn = self.nodes[name]
+        argv = [sys.executable, "-m", "pybgp.cli.main", "agent", "--node", name,
+                "--etcd-endpoints", self.etcd.unix_endpoint, "--log-level", log_level]
+        if health_port is not None:
+            argv += ["--health-port", str(health_port)]
+        if metrics_port is not None:
+            argv += ["--metrics-port", str(metrics_port)]
+        log = open(cn.dir / "agent.log", "ab")  # noqa: SIM115 - the child owns it
+        try:
+            cn.agent = self.topo.popen(cn.node, *argv, stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+        return cn.agent
+
+    def kill_agent(self, name: str) -> None:
+        """SIGKILL, as a crash would: nothing gets to clean up."""
+        proc = self.nodes[name].agent
+        assert proc is not None
+        proc.kill()
+        proc.wait(10)
+
+    def agent_log(self, name: str) -> str:
+        path = self.nodes[name].dir / "agent.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def namespace_profile(self, namespace: str, labels: dict[str, str] | None = None) -> None:
+        """The profile ``kns.<namespace>`` as Calico's kube-controllers write it
+        for a Kubernetes namespace: allow all in and out, and the namespace's
+        labels applied to its endpoints with the ``pcns.`` prefix."""
+        apply = {"pcns.projectcalico.org/name": namespace}
+        apply.update({f"pcns.{k}": v for k, v in (labels or {}).items()})
+        self.store.apply([resource("Profile", f"kns.{namespace}", {
+            "ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}],
+            "labelsToApply": apply})])
+
+    def endpoint_key(self, pod: Pod) -> str:
+        """The etcd key of a CNI pod's WorkloadEndpoint."""
+        from pybgp.model import KINDS, key_for, wep_name
+
+        name = wep_name(pod.node.name, "k8s", pod.name, pod.iface)
+        return key_for(KINDS["WorkloadEndpoint"], name, pod.k8s_namespace)
+
+    def update_endpoint(self, pod: Pod, *, labels: dict[str, str] | None = None,
+                        **spec: Any) -> None:
+        """Change a CNI pod's WorkloadEndpoint: add ``labels``, set spec fields
+        (JSON names, e.g. ``ipNATs=[...]``), as an orchestrator would."""
+        item = self.kv.get(self.endpoint_key(pod))
+        assert item is not None, f"no WorkloadEndpoint for {pod.name}"
+        doc = json.loads(item.value)
+        doc["metadata"].setdefault("labels", {}).update(labels or {})
+        doc["spec"].update(spec)
+        self.store.apply([parse_resource(doc)])
+
     def add_pod(self, node: str, pod: str, *, ip: str | None = None,
-                ipam_node: str | None = None, cni: bool = False, **ipam_args: Any) -> Pod:
+                ipam_node: str | None = None, cni: bool = False, namespace: str = "default",
+                **ipam_args: Any) -> Pod:
         """A pod wired like the CNI plugin does, its address taken from IPAM.
 
         With ``cni=True`` the real ``pybgp-cni`` does it, from the node's
-        conflist, run in the node's namespace the way a container runtime runs it.
+        conflist, run in the node's namespace the way a container runtime runs
+        it, in the Kubernetes ``namespace`` (whose profile ``kns.<namespace>``
+        is created first if missing, as Kubernetes would have it).
         """
         if cni:
-            return self._cni_pod(node, pod)
+            return self._cni_pod(node, pod, namespace)
         ipam = IPAM(self.kv, ipam_node or node, **ipam_args)
         handle = f"k8s-pod-network.{node}-{pod}"
         if ip is None:
@@ -281,13 +344,15 @@ class Cluster:
             "IgnoreUnknown": "1", "K8S_POD_NAMESPACE": k8s_namespace,
             "K8S_POD_NAME": pod, "K8S_POD_INFRA_CONTAINER_ID": cid})
 
-    def _cni_pod(self, node: str, pod: str) -> Pod:
+    def _cni_pod(self, node: str, pod: str, namespace: str = "default") -> Pod:
         if pod in self.pods:
             raise ValueError(f"pod {pod!r} exists (on {self.pods[pod].node.name})")
         cn = self.nodes[node]
+        if self.kv.get(f"{KEY_PREFIX}profiles/kns.{namespace}") is None:
+            self.namespace_profile(namespace)
         rt, net = self.runtime(node)
         ns = self.topo.add_namespace(f"{node}-{pod}")
-        att = self.attachment(node, pod, ns)
+        att = self.attachment(node, pod, ns, namespace)
         try:
             result = rt.add(net, att)
         except BaseException:
@@ -297,7 +362,8 @@ class Cluster:
             raise
         address = result["ips"][0]["address"].split("/")[0]
         host_iface = result["interfaces"][0]["name"]
-        p = Pod(pod, ns, cn.node, ipaddress.ip_address(address), host_iface)
+        p = Pod(pod, ns, cn.node, ipaddress.ip_address(address), host_iface,
+                k8s_namespace=namespace)
         self.pods[pod] = p
         self._save()
         return p

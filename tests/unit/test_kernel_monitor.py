@@ -102,3 +102,24 @@ def test_reset_reports_differences_only() -> None:
         RouteEvent("delete", "198.19.0.9/32", "cali2"),
     }
     assert state.current() == set()
+
+
+def test_link_changes_are_tracked_only_when_asked() -> None:
+    quiet = HostRoutes()
+    quiet.feed(link_msg("cali1", 7))
+    assert quiet.link_changes == {}
+    state = HostRoutes(track_links=True)
+    state.feed(link_msg("cali1", 7, up=False))
+    state.feed(link_msg("eth0", 2))
+    assert state.take_link_changes() == {"cali1": False}
+    state.feed(link_msg("cali1", 7, up=False))  # no change: nothing to report
+    assert state.take_link_changes() == {}
+    state.feed(link_msg("cali1", 7))
+    state.feed(link_msg("cali1", 7, delete=True))
+    assert state.take_link_changes() == {"cali1": None}
+    state.feed(link_msg("cali3", 9))
+    state.feed(link_msg("other", 9))  # renamed away from the prefix
+    assert state.take_link_changes() == {"cali3": None}
+    assert state.links() == {}
+    state.reset({4: codec.RawLink(4, "cali4", 1)}, [])
+    assert state.take_link_changes() == {"cali4": True} and state.links() == {"cali4": True}

@@ -1,0 +1,277 @@
+"""One Calico rule → iptables rule bodies (pure), Felix's way.
+
+A v3 :class:`~pybgp.model.policy.Rule` is first turned into a :class:`BRule`
+(libcalico-go's "backend" rule: source and destination selectors already
+combined with the policy's namespace, ``namespaceSelector`` and service
+accounts), then rendered for IPv4 as the bodies of ``-A <chain> …`` lines.
+
+Rendering, as Felix's ``rules/policy.go`` does it:
+
+- Allow / Pass set the accept (``0x10000``) / pass (``0x20000``) mark bit and
+  return; Deny drops; Log logs with prefix ``calico-packet``.
+- Selectors match ipsets (``-m set --match-set cali40s:… src|dst``); one net
+  is ``-s``/``-d``, several are an ipset (``cali40n:…``); ``notNets`` and
+  ``notSelector`` are the negations.
+- Port lists use ``multiport`` (15 slots, a range takes 2). A positive list
+  that needs more than one ``multiport`` becomes one rule per piece (a
+  packet's port is in at most one piece, so the union is exact); a negated
+  list becomes several ``! --dports`` matches in one rule (all must hold).
+- A rule for IPv6 only, or whose nets are all IPv6, renders to nothing; a
+  ``notNets`` of ``0.0.0.0/0`` matches nothing and renders to nothing.
+- Named ports and ``services`` are not implemented: such a rule is rendered
+  failing closed (an Allow, Pass or Log is left out; a Deny drops without the
+  port or service restriction) and :attr:`BRule.unsupported` says why.
+
+Must never: do I/O, or emit a rule that matches more than the Calico rule
+would allow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pybgp.agent import selectors as S
+from pybgp.model.policy import Rule
+from pybgp.model.selector import Selector, parse
+from pybgp.model.values import Port
+
+MARK_ACCEPT = 0x10000
+MARK_PASS = 0x20000
+MARK_SCRATCH0 = 0x40000
+MARK_ALL = 0xF0000
+MAX_CHAIN_NAME = 28
+MULTIPORT_SLOTS = 15
+LOG_PREFIX = "calico-packet"
+
+_PROTO_NAMES = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPv6": "icmpv6",
+                "SCTP": "sctp", "UDPLite": "udplite"}
+
+
+def mark_set(bit: int) -> str:
+    return f"-j MARK --set-xmark {bit:#x}/{bit:#x}"
+
+
+def mark_clear(bits: int) -> str:
+    return f"-j MARK --set-xmark 0x0/{bits:#x}"
+
+
+def mark_is_set(bit: int) -> str:
+    return f"-m mark --mark {bit:#x}/{bit:#x}"
+
+
+def mark_is_clear(bit: int) -> str:
+    return f"-m mark --mark 0x0/{bit:#x}"
+
+
+def comment(text: str) -> str:
+    return f'-m comment --comment "{text}"'
+
+
+def limited_name(prefix: str, suffix: str, max_len: int = MAX_CHAIN_NAME) -> str:
+    """libcalico-go's ``GetLengthLimitedID``: ``prefix + suffix``, or, when that
+    is too long, ``prefix + "_" +`` a hash of the suffix cut to fit."""
+    suffix = suffix or "_"
+    if len(prefix) + len(suffix) > max_len or (
+            len(prefix) + len(suffix) == max_len and suffix.startswith("_")):
+        import base64
+        import hashlib
+
+        digest = base64.urlsafe_b64encode(hashlib.sha256(suffix.encode()).digest()).decode()
+        return prefix + "_" + digest.rstrip("=")[:max_len - 1 - len(prefix)]
+    return prefix + suffix
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side (source or destination) of a backend rule."""
+
+    nets: tuple[str, ...] = ()
+    not_nets: tuple[str, ...] = ()
+    selector: Selector | None = None
+    not_selector: Selector | None = None
+    ports: tuple[Port, ...] = ()
+    not_ports: tuple[Port, ...] = ()
+
+
+@dataclass(frozen=True)
+class BRule:
+    action: str
+    ip_version: int | None = None
+    protocol: str | None = None  # iptables' name or number
+    not_protocol: str | None = None
+    icmp: tuple[int, int | None] | None = None  # (type, code)
+    not_icmp: tuple[int, int | None] | None = None
+    src: Side = Side()
+    dst: Side = Side()
+    unsupported: str = ""
+
+    def ipsets(self) -> Iterator[tuple[str, str, Selector | tuple[str, ...]]]:
+        """(name, kind, what) of every ipset this rule's IPv4 rendering uses:
+        kind ``s`` with a selector, ``n`` with a tuple of nets."""
+        for side in (self.src, self.dst):
+            for sel in (side.selector, side.not_selector):
+                if sel is not None:
+                    yield S.selector_set(sel), "s", sel
+            for nets in (side.nets, side.not_nets):
+                v4 = _v4(nets)
+                if len(v4) > 1:
+                    yield S.nets_set(v4), "n", v4
+
+
+def _proto(value: int | str | None) -> str | None:
+    if value is None:
+        return None
+    return str(value) if isinstance(value, int) else _PROTO_NAMES[value]
+
+
+def _icmp(fields: object) -> tuple[int, int | None] | None:
+    if fields is None or getattr(fields, "type", None) is None:
+        return None
+    return (fields.type, fields.code)  # type: ignore[attr-defined]
+
+
+def backend_rule(rule: Rule, namespace: str = "") -> BRule:
+    """libcalico-go's ``RuleAPIV3ToBackend`` for one rule of a policy in
+    ``namespace`` ("" for a global policy or a profile)."""
+    unsupported = []
+    sides = []
+    for er in (rule.source, rule.destination):
+        if er.services is not None:
+            unsupported.append("services")
+        named = [p.name for p in (*er.ports, *er.not_ports) if p.name]
+        if named:
+            unsupported.append(f"named ports {', '.join(named)}")
+        sa = None
+        if er.service_accounts is not None:
+            sa = S.service_accounts(er.service_accounts.names, er.service_accounts.selector)
+        sel = S.entity_selector(er.namespace_selector, er.selector, sa, er.not_selector,
+                                namespace)
+        sides.append(Side(
+            nets=tuple(er.nets), not_nets=tuple(er.not_nets), selector=sel,
+            not_selector=parse(er.not_selector) if er.not_selector else None,
+            ports=tuple(p for p in er.ports if not p.name),
+            not_ports=tuple(p for p in er.not_ports if not p.name)))
+    return BRule(
+        action=rule.action, ip_version=rule.ip_version, protocol=_proto(rule.protocol),
+        not_protocol=_proto(rule.not_protocol), icmp=_icmp(rule.icmp),
+        not_icmp=_icmp(rule.not_icmp), src=sides[0], dst=sides[1],
+        unsupported="; ".join(unsupported))
+
+
+def _v4(nets: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(n for n in nets if ":" not in n)
+
+
+def _port_text(p: Port) -> str:
+    return str(p.min) if p.min == p.max else f"{p.min}:{p.max}"
+
+
+def split_ports(ports: tuple[Port, ...]) -> list[str]:
+    """Comma lists for ``multiport``, each within its 15 slots."""
+    out: list[str] = []
+    current: list[str] = []
+    used = 0
+    for p in ports:
+        cost = 1 if p.min == p.max else 2
+        if used + cost > MULTIPORT_SLOTS:
+            out.append(",".join(current))
+            current, used = [], 0
+        current.append(_port_text(p))
+        used += cost
+    if current:
+        out.append(",".join(current))
+    return out
+
+
+def _side_matches(side: Side, flag: str, direction: str) -> list[str] | None:
+    """Address matches of one side (``-s``/``src`` or ``-d``/``dst``); None
+    when the side can match no IPv4 packet."""
+    parts: list[str] = []
+    nets = _v4(side.nets)
+    if side.nets and not nets:
+        return None
+    if len(nets) == 1:
+        parts.append(f"{flag} {nets[0]}")
+    elif nets:
+        parts.append(f"-m set --match-set {S.nets_set(nets)} {direction}")
+    not_nets = _v4(side.not_nets)
+    if "0.0.0.0/0" in not_nets:
+        return None
+    if len(not_nets) == 1:
+        parts.append(f"! {flag} {not_nets[0]}")
+    elif not_nets:
+        parts.append(f"-m set ! --match-set {S.nets_set(not_nets)} {direction}")
+    if side.selector is not None:
+        parts.append(f"-m set --match-set {S.selector_set(side.selector)} {direction}")
+    if side.not_selector is not None:
+        parts.append(f"-m set ! --match-set {S.selector_set(side.not_selector)} {direction}")
+    return parts
+
+
+def rule_matches(br: BRule) -> list[str] | None:
+    """The match alternatives of a rule for IPv4 (one string each; a packet
+    that matches the rule matches exactly one), or None if it matches nothing."""
+    if br.ip_version == 6 or br.protocol == "icmpv6":
+        return None
+    base: list[str] = []
+    if br.protocol:
+        base.append(f"-p {br.protocol}")
+    if br.not_protocol:
+        base.append(f"! -p {br.not_protocol}")
+    for side, flag, direction in ((br.src, "-s", "src"), (br.dst, "-d", "dst")):
+        parts = _side_matches(side, flag, direction)
+        if parts is None:
+            return None
+        base += parts
+    for side, opt in ((br.src, "--sports"), (br.dst, "--dports")):
+        for chunk in split_ports(side.not_ports):
+            base.append(f"-m multiport ! {opt} {chunk}")
+    if br.icmp is not None:
+        base.append(f"-m icmp --icmp-type {_icmp_text(br.icmp)}")
+    if br.not_icmp is not None:
+        base.append(f"-m icmp ! --icmp-type {_icmp_text(br.not_icmp)}")
+    alternatives = [" ".join(base)]
+    for side, opt in ((br.src, "--sports"), (br.dst, "--dports")):
+        chunks = split_ports(side.ports)
+        if chunks:
+            alternatives = [f"{a} -m multiport {opt} {c}".strip()
+                            for a in alternatives for c in chunks]
+    return alternatives
+
+
+def _icmp_text(icmp: tuple[int, int | None]) -> str:
+    return str(icmp[0]) if icmp[1] is None else f"{icmp[0]}/{icmp[1]}"
+
+
+def render_rule(br: BRule) -> list[str]:
+    """The rule bodies (``-A chain`` left out) for one backend rule."""
+    if br.unsupported and br.action != "Deny":
+        return []  # fail closed: never allow, pass or log more than asked
+    alternatives = rule_matches(br)
+    if alternatives is None:
+        return []
+    out: list[str] = []
+    if br.action in ("Allow", "Pass"):
+        bit = MARK_ACCEPT if br.action == "Allow" else MARK_PASS
+        out += [f"{m} {mark_set(bit)}".strip() for m in alternatives]
+        out.append(f"{mark_is_set(bit)} -j RETURN")
+    elif br.action == "Deny":
+        out += [f"{m} -j DROP".strip() for m in alternatives]
+    elif br.action == "Log":
+        out += [f'{m} -j LOG --log-prefix "{LOG_PREFIX}: " --log-level 5'.strip()
+                for m in alternatives]
+    return out
+
+
+def render_rules(brules: list[BRule], title: str) -> list[str]:
+    """A policy or profile chain: every rule in order, trailing returns
+    dropped (they do nothing), ``title`` as a comment on the first line."""
+    out: list[str] = []
+    for br in brules:
+        out += render_rule(br)
+    while out and out[-1].endswith("-j RETURN"):
+        out.pop()
+    if out:
+        out[0] = f"{comment(title)} {out[0]}"
+    return out
