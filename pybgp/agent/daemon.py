@@ -12,7 +12,12 @@ applies, not a thousand.
 
 Nothing is written to the kernel before every prefix is in sync (a
 half-read datastore would look like endpoints and policies vanished). A
-failed apply is retried with a back-off; readiness reports it. On exit
+failed apply is retried with a back-off; readiness reports it. Readiness
+goes to systemd too (``READY=1`` to ``$NOTIFY_SOCKET``, for ``Type=notify``
+and the lab), once, at the moment ``/readiness`` first turns healthy: the
+first apply succeeded after the datastore was in sync; ``STOPPING=1`` when
+it begins to stop. Nothing on the event or apply paths sends anything else.
+On exit
 nothing is flushed: rules, sets, routes and neighbours stay as they are, so
 a restarted agent finds them right and writes nothing.
 """
@@ -27,6 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pybgp import notify
 from pybgp.agent import health
 from pybgp.agent.calc import Calc, Desired
 from pybgp.agent.config import Config, effective
@@ -276,7 +282,10 @@ class AgentDaemon:
                     rules=desired.rule_count(), ipsets=len(desired.ipsets),
                     routes=len(desired.routes), calc_s=f"{calc_s:.3f}",
                     apply_s=f"{report.seconds:.3f}"))
-            self.first_apply_done = True
+                self.first_apply_done = True
+                # /readiness is healthy from here on (in sync, applied, no error)
+                notify.ready(f"in sync, {len(desired.endpoints)} endpoints, "
+                             f"{int(m.values['felix_active_local_policies'])} policies")
         if report.chains_written or report.route_writes or report.neighbour_writes:
             log.info("applied %s", fields(
                 chains_written=report.chains_written, chains_deleted=report.chains_deleted,
@@ -384,6 +393,7 @@ class AgentDaemon:
             if self._failure is not None:
                 raise self._failure
         finally:
+            notify.stopping()
             log.info("stopping; the dataplane is left as it is")
             ticker.cancel()
             monitor.detach()
