@@ -13,9 +13,16 @@ install-cni``, the operator's command, from the one template) through
 the CNI_* environment, inside the node's namespace; ``del_pod`` is the
 runtime's DEL.
 
+The node daemons, ``pybgp speaker`` and ``pybgp agent``, start the same
+way (``start_speaker`` / ``start_agent``): inside the node's namespace, log
+in the node's directory (``speaker.log``, ``agent.log``), and, with
+``notify=True``, a ``$NOTIFY_SOCKET`` of their own as under systemd's
+``Type=notify``, so ``wait_ready(node, daemon)`` waits for the daemon's own
+``READY=1``.
+
 Used by the system tests and by ``pybgp lab``. Every wait here is bounded.
-With a ``Journal`` the cluster's part (nodes, pods, speakers by PID and
-start time) is written under "cluster" after every change, and
+With a ``Journal`` the cluster's part (nodes, pods, each node's daemons by
+PID and start time) is written under "cluster" after every change, and
 ``Cluster.restore`` attaches to it from another process.
 """
 
@@ -31,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,22 +72,34 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str, step: float =
         time.sleep(step)
 
 
+DAEMONS = ("speaker", "agent")  # what runs in every node, each with its log and notify socket
+
+
 @dataclass
 class ClusterNode:
     name: str
     node: Node
     dir: Path
-    speaker: subprocess.Popen[bytes] | None = None
-    speaker_record: ProcessRecord | None = None
-    agent: subprocess.Popen[bytes] | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # started here
+    records: dict[str, ProcessRecord] = field(default_factory=dict)  # by identity, journaled
+
+    @property
+    def speaker(self) -> subprocess.Popen[bytes] | None:
+        return self.procs.get("speaker")
+
+    @property
+    def agent(self) -> subprocess.Popen[bytes] | None:
+        return self.procs.get("agent")
+
+    def log_path(self, daemon: str) -> Path:
+        return self.dir / f"{daemon}.log"
+
+    def notify_socket(self, daemon: str) -> str:
+        return str(self.dir / f"{daemon}.notify")
 
     @property
     def conf_dir(self) -> Path:
         return self.dir / "net.d"
-
-    @property
-    def notify_socket(self) -> str:
-        return str(self.dir / "notify.sock")
 
     @property
     def bird_socket(self) -> str:
@@ -108,7 +127,7 @@ class Cluster:
         self.pools = [Pool(pool)]
         self.pods: dict[str, Pod] = {}  # pods made through the CNI plugin, by name
         self.journal = journal
-        self._notify: dict[str, socket.socket] = {}
+        self._notify: dict[tuple[str, str], socket.socket] = {}  # (node, daemon) → socket
         if create:
             self.store.apply([resource("IPPool", "default-pool", {"cidr": pool})])
             topology.add_fabric()
@@ -119,7 +138,8 @@ class Cluster:
         return {
             "workdir": str(self.workdir), "pool": self.pool,
             "nodes": {n: {"dir": str(cn.dir),
-                          "speaker": cn.speaker_record.to_dict() if cn.speaker_record else None}
+                          **{d: cn.records[d].to_dict() if d in cn.records else None
+                             for d in DAEMONS}}
                       for n, cn in self.nodes.items()},
             "pods": {n: p.to_dict() for n, p in self.pods.items()},
         }
@@ -131,10 +151,9 @@ class Cluster:
         c = cls(topology, etcd, pool=snap["pool"], workdir=snap["workdir"], journal=journal,
                 create=False)
         for name, d in snap.get("nodes", {}).items():
-            rec = d.get("speaker")
-            c.nodes[name] = ClusterNode(name, topology.nodes[name], Path(d["dir"]),
-                                        speaker_record=ProcessRecord.from_dict(rec)
-                                        if rec else None)
+            c.nodes[name] = ClusterNode(name, topology.nodes[name], Path(d["dir"]), records={
+                daemon: ProcessRecord.from_dict(d[daemon]) for daemon in DAEMONS
+                if d.get(daemon)})
         c.pods = {n: Pod.from_dict(p, topology.nodes) for n, p in snap.get("pods", {}).items()}
         return c
 
@@ -160,53 +179,79 @@ class Cluster:
 
     def start_speaker(self, name: str, *, startup_hold: float = 10.0,
                       notify: bool = False) -> subprocess.Popen[bytes]:
-        """``pybgp speaker`` in the node's namespace. With ``notify`` it gets a
-        ``$NOTIFY_SOCKET`` of the cluster's, as under systemd: see ``wait_ready``."""
+        """``pybgp speaker`` in the node's namespace (its sockets and state in the
+        node's directory). With ``notify``: see ``wait_ready``."""
+        cn = self.nodes[name]
+        return self._start(name, "speaker", [
+            "--bird-socket", cn.bird_socket, "--json-socket", cn.json_socket,
+            "--state-dir", str(cn.dir / "state"), "--secrets-dir", str(self.secrets_dir),
+            "--startup-hold", str(startup_hold)], notify)
+
+    def start_agent(self, name: str, *, log_level: str = "info",
+                    health_port: int | None = None, metrics_port: int | None = None,
+                    notify: bool = False) -> subprocess.Popen[bytes]:
+        """``pybgp agent`` inside the node's namespace (health on its own
+        127.0.0.1:9099 and metrics on :9091 unless given). With ``notify``:
+        see ``wait_ready``."""
+        argv = ["--log-level", log_level]
+        if health_port is not None:
+            argv += ["--health-port", str(health_port)]
+        if metrics_port is not None:
+            argv += ["--metrics-port", str(metrics_port)]
+        return self._start(name, "agent", argv, notify)
+
+    def _start(self, name: str, daemon: str, argv: list[str],
+               notify: bool) -> subprocess.Popen[bytes]:
+        """``pybgp DAEMON --node NAME`` on the cluster's etcd, in the node's
+        namespace, its output appended to ``DAEMON.log``; recorded by identity.
+        With ``notify`` it gets a ``$NOTIFY_SOCKET`` of its own, as under
+        systemd's ``Type=notify``."""
         cn = self.nodes[name]
         env = None
         if notify:
-            self._listen_notify(cn)
-            env = dict(os.environ, NOTIFY_SOCKET=cn.notify_socket)
-        log = open(cn.dir / "speaker.log", "ab")  # noqa: SIM115 - the child owns it
+            env = dict(os.environ, NOTIFY_SOCKET=self._listen_notify(cn, daemon))
+        log = open(cn.log_path(daemon), "ab")  # noqa: SIM115 - the child owns it
         try:
-            cn.speaker = self.topo.popen(
-                cn.node, sys.executable, "-m", "pybgp.cli.main", "speaker", "--node", name,
-                "--etcd-endpoints", self.etcd.unix_endpoint,
-                "--bird-socket", cn.bird_socket, "--json-socket", cn.json_socket,
-                "--state-dir", str(cn.dir / "state"), "--secrets-dir", str(self.secrets_dir),
-                "--startup-hold", str(startup_hold),
-                stdout=log, stderr=subprocess.STDOUT, env=env,
-            )
+            proc = self.topo.popen(
+                cn.node, sys.executable, "-m", "pybgp.cli.main", daemon, "--node", name,
+                "--etcd-endpoints", self.etcd.unix_endpoint, *argv,
+                stdout=log, stderr=subprocess.STDOUT, env=env)
         finally:
             log.close()
-        pid = cn.speaker.pid
-        cn.speaker_record = next((r for r in reversed(self.topo.records) if r.pid == pid), None)
+        cn.procs[daemon] = proc
+        rec = next((r for r in reversed(self.topo.records) if r.pid == proc.pid), None)
+        if rec is not None:
+            cn.records[daemon] = rec
         self._save()
-        return cn.speaker
+        return proc
 
-    def _listen_notify(self, cn: ClusterNode) -> None:
-        old = self._notify.pop(cn.name, None)
+    def _listen_notify(self, cn: ClusterNode, daemon: str) -> str:
+        old = self._notify.pop((cn.name, daemon), None)
         if old is not None:
             old.close()
-        Path(cn.notify_socket).unlink(missing_ok=True)
+        path = cn.notify_socket(daemon)
+        Path(path).unlink(missing_ok=True)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        s.bind(cn.notify_socket)
-        self._notify[cn.name] = s
+        s.bind(path)
+        self._notify[(cn.name, daemon)] = s
+        return path
 
-    def wait_ready(self, name: str, timeout: float = 30.0) -> str:
-        """Wait for the speaker's ``READY=1`` (sent once it is in sync and serving);
-        returns its STATUS text. Raises if it exits or stays silent for ``timeout``."""
-        cn, s = self.nodes[name], self._notify[name]
+    def wait_ready(self, name: str, timeout: float = 30.0, daemon: str = "speaker") -> str:
+        """Wait for the daemon's ``READY=1`` (the speaker: in sync and serving; the
+        agent: in sync and the dataplane programmed); returns its STATUS text.
+        Raises if it exits or stays silent for ``timeout``."""
+        cn, s = self.nodes[name], self._notify[(name, daemon)]
+        proc = cn.procs.get(daemon)
         end = time.monotonic() + timeout
         try:
             while True:
                 left = end - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"speaker on {name} not ready after {timeout:g}s "
-                                       f"(log: {cn.dir / 'speaker.log'})")
-                if cn.speaker is not None and cn.speaker.poll() is not None:
-                    raise RuntimeError(f"speaker on {name} exited with {cn.speaker.returncode} "
-                                       f"(log: {cn.dir / 'speaker.log'})")
+                    raise TimeoutError(f"{daemon} on {name} not ready after {timeout:g}s "
+                                       f"(log: {cn.log_path(daemon)})")
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"{daemon} on {name} exited with {proc.returncode} "
+                                       f"(log: {cn.log_path(daemon)})")
                 s.settimeout(min(left, 0.25))
                 try:
                     msg = s.recv(4096).decode(errors="replace")
@@ -217,44 +262,25 @@ class Cluster:
                     return fields.get("STATUS", "")
         finally:
             s.close()
-            self._notify.pop(name, None)
-            Path(cn.notify_socket).unlink(missing_ok=True)
+            self._notify.pop((name, daemon), None)
+            Path(cn.notify_socket(daemon)).unlink(missing_ok=True)
 
     def kill_speaker(self, name: str) -> None:
         """SIGKILL, as a crash would: nothing gets to clean up."""
-        proc = self.nodes[name].speaker
-        assert proc is not None
-        proc.kill()
-        proc.wait(10)
-
-    def start_agent(self, name: str, *, log_level: str = "info",
-                    health_port: int | None = None,
-                    metrics_port: int | None = None) -> subprocess.Popen[bytes]:
-        """``pybgp agent`` inside the node's namespace (health on its own
-        127.0.0.1:9099 and metrics on :9091 unless given), log in the node's dir."""
-        cn = self.nodes[name]
-        argv = [sys.executable, "-m", "pybgp.cli.main", "agent", "--node", name,
-                "--etcd-endpoints", self.etcd.unix_endpoint, "--log-level", log_level]
-        if health_port is not None:
-            argv += ["--health-port", str(health_port)]
-        if metrics_port is not None:
-            argv += ["--metrics-port", str(metrics_port)]
-        log = open(cn.dir / "agent.log", "ab")  # noqa: SIM115 - the child owns it
-        try:
-            cn.agent = self.topo.popen(cn.node, *argv, stdout=log, stderr=subprocess.STDOUT)
-        finally:
-            log.close()
-        return cn.agent
+        self._kill(name, "speaker")
 
     def kill_agent(self, name: str) -> None:
         """SIGKILL, as a crash would: nothing gets to clean up."""
-        proc = self.nodes[name].agent
-        assert proc is not None
+        self._kill(name, "agent")
+
+    def _kill(self, name: str, daemon: str) -> None:
+        proc = self.nodes[name].procs.get(daemon)
+        assert proc is not None, f"no {daemon} started on {name}"
         proc.kill()
         proc.wait(10)
 
     def agent_log(self, name: str) -> str:
-        path = self.nodes[name].dir / "agent.log"
+        path = self.nodes[name].log_path("agent")
         return path.read_text(errors="replace") if path.exists() else ""
 
     def namespace_profile(self, namespace: str, labels: dict[str, str] | None = None) -> None:
@@ -287,16 +313,20 @@ class Cluster:
 
     def add_pod(self, node: str, pod: str, *, ip: str | None = None,
                 ipam_node: str | None = None, cni: bool = False, namespace: str = "default",
-                **ipam_args: Any) -> Pod:
+                labels: Mapping[str, str] | None = None, **ipam_args: Any) -> Pod:
         """A pod wired like the CNI plugin does, its address taken from IPAM.
 
         With ``cni=True`` the real ``pybgp-cni`` does it, from the node's
         conflist, run in the node's namespace the way a container runtime runs
         it, in the Kubernetes ``namespace`` (whose profile ``kns.<namespace>``
-        is created first if missing, as Kubernetes would have it).
+        is created first if missing, as Kubernetes would have it); ``labels``
+        (the pod's) then go onto its WorkloadEndpoint, as an orchestrator puts
+        them there.
         """
         if cni:
-            return self._cni_pod(node, pod, namespace)
+            return self._cni_pod(node, pod, namespace, labels)
+        if labels:
+            raise ValueError("labels need a WorkloadEndpoint: only with cni=True")
         ipam = IPAM(self.kv, ipam_node or node, **ipam_args)
         handle = f"k8s-pod-network.{node}-{pod}"
         if ip is None:
@@ -344,7 +374,8 @@ class Cluster:
             "IgnoreUnknown": "1", "K8S_POD_NAMESPACE": k8s_namespace,
             "K8S_POD_NAME": pod, "K8S_POD_INFRA_CONTAINER_ID": cid})
 
-    def _cni_pod(self, node: str, pod: str, namespace: str = "default") -> Pod:
+    def _cni_pod(self, node: str, pod: str, namespace: str = "default",
+                 labels: Mapping[str, str] | None = None) -> Pod:
         if pod in self.pods:
             raise ValueError(f"pod {pod!r} exists (on {self.pods[pod].node.name})")
         cn = self.nodes[node]
@@ -355,15 +386,17 @@ class Cluster:
         att = self.attachment(node, pod, ns, namespace)
         try:
             result = rt.add(net, att)
+            address = result["ips"][0]["address"].split("/")[0]
+            host_iface = result["interfaces"][0]["name"]
+            p = Pod(pod, ns, cn.node, ipaddress.ip_address(address), host_iface,
+                    k8s_namespace=namespace)
+            if labels:
+                self.update_endpoint(p, labels=dict(labels))
         except BaseException:
             with contextlib.suppress(Exception):
                 rt.delete(net, att)  # what a runtime does after a failed ADD
             self.topo.remove_namespace(ns)
             raise
-        address = result["ips"][0]["address"].split("/")[0]
-        host_iface = result["interfaces"][0]["name"]
-        p = Pod(pod, ns, cn.node, ipaddress.ip_address(address), host_iface,
-                k8s_namespace=namespace)
         self.pods[pod] = p
         self._save()
         return p
