@@ -75,7 +75,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     from pybgp.lab import picture
-    from pybgp.lab.lab import Lab
+    from pybgp.lab.lab import SETTLE_TIMEOUT, Lab
     from pybgp.lab.plan import PEER_ADDRESS, PEER_NAME
     from pybgp.lab.report import nodes_table
 
@@ -85,6 +85,9 @@ def run_status(args: argparse.Namespace) -> int:
         expected = {n: lab.plan.expected_sessions(n) for n in lab.plan.node_names}
         peer = lab.peer_info
         peer_sessions = lab.peer_sessions() if peer else None
+        # the matrix is measured once the agents program what etcd holds (a
+        # policy just applied shows in it), waiting for them a bounded time
+        agents = {a.name: a for a in lab.agent_statuses(0 if args.no_ping else SETTLE_TIMEOUT)}
         matrix = None if args.no_ping else lab.matrix()
         pods = {n: [(p.name, p.addr) for p in lab.pods_in_order() if p.node.name == n]
                 for n in lab.plan.node_names}
@@ -98,6 +101,7 @@ def run_status(args: argparse.Namespace) -> int:
     finally:
         lab.close()
     healthy = (all(not n.error and n.established >= expected[n.name] for n in nodes)
+               and all(a.settled for a in agents.values())
                and (matrix is None or matrix.all_ok or not matrix.labels))
     state = (lab.journal.get("lab") or {}).get("state", "?")
     if args.output == "json":
@@ -105,7 +109,9 @@ def run_status(args: argparse.Namespace) -> int:
                    "nodes": [{"name": n.name, "address": n.address, "sessions": n.sessions,
                               "expected_sessions": expected[n.name], "blocks": n.blocks,
                               "local_routes": n.local, "learned": n.learned,
-                              "error": n.error} for n in nodes],
+                              "error": n.error,
+                              "agent": agents[n.name].to_dict() if n.name in agents else None}
+                             for n in nodes],
                    "pods": {n: [{"name": p, "address": a} for p, a in v]
                             for n, v in pods.items()},
                    "peer": {"kind": peer["kind"], "sessions": peer_sessions} if peer else None,
@@ -116,7 +122,7 @@ def run_status(args: argparse.Namespace) -> int:
     w(f"lab in {lab.paths.root} ({state}): {len(nodes)} nodes, "
       f"{sum(len(v) for v in pods.values())} pods"
       f"{', peer ' + peer['kind'] if peer else ''}\n\n")
-    w(nodes_table(nodes, expected))
+    w(nodes_table(nodes, expected, agents))
     if peer:
         states = peer_sessions or {}
         up = sum(1 for s in states.values() if s == "Established")
@@ -154,7 +160,8 @@ def run_pod(args: argparse.Namespace) -> int:
     try:
         if args.pod_command == "add":
             pod = lab.add_pod(args.node, args.pod)
-            print(f"pod {pod.name} on {args.node}: {pod.addr} (host side {pod.host_iface})")
+            print(f"pod {pod.name} on {args.node}: {pod.addr} (host side {pod.host_iface}), "
+                  "programmed by its agent")
         else:
             got = lab.cluster.pods.get(args.pod)
             if got is not None and got.node.name != args.node:

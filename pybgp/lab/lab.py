@@ -4,9 +4,12 @@
 etcd (data, log and unix socket in ``DIR/etcd``), the fabric and the node
 namespaces with their Node resources, the IPPool and BGPConfiguration, an
 optional external BGP router (BIRD 2 or GoBGP) with its BGPPeer, ``pybgp
-speaker`` in every node (waiting for each one's ``READY=1``, as systemd's
-``Type=notify`` does), the pods through the real CNI plugin from each
-node's conflist, then waits for every BGP session and every block route.
+speaker`` and then ``pybgp agent`` in every node (waiting for each one's
+``READY=1``, as systemd's ``Type=notify`` does), the pods through the real
+CNI plugin from each node's conflist (labelled ``pod``/``node`` on their
+WorkloadEndpoints, as an orchestrator would), then waits until every pod
+is programmed by its agent, every BGP session is up and every block
+route learned.
 The daemons outlive ``up``; everything it makes is in the journal
 ``DIR/lab.json`` *before* it exists, so ``down`` removes it all — also
 after a crash or a killed ``up`` — by name, PID and start time.
@@ -34,8 +37,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pybgp.errors import PybgpError
-from pybgp.lab import peers
+from pybgp.lab import agents, peers
 from pybgp.lab.plan import (
+    AGENT_HEALTH_PORT,
+    AGENT_METRICS_PORT,
     PEER_ADDRESS,
     PEER_NAME,
     Paths,
@@ -44,8 +49,16 @@ from pybgp.lab.plan import (
     bgp_configuration,
     check_pod_name,
     peer_spec,
+    pod_labels,
 )
-from pybgp.lab.report import Matrix, NodeStatus, matrix_pairs, missing_routes, node_status
+from pybgp.lab.report import (
+    AgentStatus,
+    Matrix,
+    NodeStatus,
+    matrix_pairs,
+    missing_routes,
+    node_status,
+)
 from pybgp.testing.cluster import Cluster, resource, wait_until
 from pybgp.testing.etcd import EtcdServer
 from pybgp.testing.journal import Journal
@@ -56,6 +69,8 @@ DEFAULT_DIR = "/run/pybgp-lab"
 ENV_DIR = "PYBGP_LAB_DIR"
 READY_TIMEOUT = 60.0
 CONVERGE_TIMEOUT = 90.0
+PROGRAMMED_TIMEOUT = 30.0  # a new pod, programmed by its node's agent
+SETTLE_TIMEOUT = 10.0  # `status`: agents catching up with etcd before the pings
 
 
 class LabError(PybgpError):
@@ -186,20 +201,32 @@ class Lab:
                 cluster.store.apply([resource("BGPPeer", PEER_NAME, peer_spec())])
                 said(f"{plan.peer} at {PEER_ADDRESS} (AS {peer_spec()['asNumber']}), "
                      "BGPPeer for every node")
-        # Phase 2 joins here, each one step of its own: reflectors (after "nodes",
-        # with plan.mesh False and BGPPeers to them) and `pybgp agent` in every
-        # node (beside the speakers, Cluster.start_agent).
+        # The reflectors join here, a step of their own after "nodes" (plan.mesh
+        # False, BGPPeers to them), when `pybgp reflector` lands.
         with progress.step("speakers", f"pybgp speaker in {len(plan.nodes)} nodes") as said:
             for n in plan.nodes:
                 cluster.start_speaker(n.name, notify=True)
             for n in plan.nodes:
                 cluster.wait_ready(n.name, READY_TIMEOUT)
             said(f"{len(plan.nodes)} speakers ready (READY=1: in sync, serving)")
+        with progress.step("agents", f"pybgp agent in {len(plan.nodes)} nodes") as said:
+            for n in plan.nodes:
+                cluster.start_agent(n.name, notify=True, health_port=AGENT_HEALTH_PORT,
+                                    metrics_port=AGENT_METRICS_PORT)
+            for n in plan.nodes:
+                cluster.wait_ready(n.name, READY_TIMEOUT, daemon="agent")
+            said(f"{len(plan.nodes)} agents ready (READY=1: in sync, dataplane programmed)")
         pods = [(n.name, p) for n in plan.nodes for p in n.pods]
         with progress.step("pods", f"{len(pods)} pods through pybgp-cni") as said:
             for node, pod in pods:
-                cluster.add_pod(node, pod, cni=True)
+                cluster.add_pod(node, pod, cni=True, labels=pod_labels(node, pod))
             said(f"{len(pods)} pods through the CNI conflist (pybgp-cni, portmap)")
+        with progress.step("endpoints", "every pod programmed by its agent") as said:
+            try:
+                lab.wait_programmed(list(cluster.pods.values()), CONVERGE_TIMEOUT)
+            except TimeoutError as exc:
+                raise LabError(str(exc), "endpoints") from None
+            said(f"{len(pods)}/{len(pods)} endpoints up (status written by the agents)")
         with progress.step("sessions", "BGP sessions") as said:
             want = sum(plan.expected_sessions(n) for n in plan.node_names)
 
@@ -277,6 +304,34 @@ class Lab:
             out.append(st)
         return out
 
+    def agent_statuses(self, settle: float = 0.0) -> list[AgentStatus]:
+        """Every node's agent, from inside its node, against what etcd holds for it.
+        With ``settle`` > 0, wait up to that long for every agent that answers
+        to be ready and program what etcd holds (an agent that does not answer
+        is not waited for)."""
+        namespaces = {name: cn.node.ns for name, cn in self.cluster.nodes.items()}
+        deadline = time.monotonic() + settle
+        while True:
+            got = agents.statuses(self.cluster.kv, namespaces)
+            if all(a.settled or not a.answered for a in got) or time.monotonic() >= deadline:
+                return got
+            time.sleep(0.1)
+
+    def wait_programmed(self, pods: list[Pod], timeout: float) -> None:
+        """Until each pod's agent has written its endpoint status ``up`` (its
+        chains, route and neighbour are in place); TimeoutError names the rest."""
+        def missing() -> dict[str, str]:
+            states = agents.pod_states(self.cluster.kv, pods)
+            return {n: s for n, s in states.items() if s != "up"}
+
+        try:
+            wait_until(lambda: not missing(), timeout, "endpoints")
+        except TimeoutError:
+            left = missing()
+            raise TimeoutError(f"not programmed by their agents after {timeout:.0f} s: "
+                               + ", ".join(f"{n} ({s or 'no status'})"
+                                           for n, s in sorted(left.items()))) from None
+
     def pods_in_order(self) -> list[Pod]:
         order = {n: i for i, n in enumerate(self.plan.node_names)}
         return sorted(self.cluster.pods.values(),
@@ -297,12 +352,15 @@ class Lab:
     def summary(self) -> str:
         lines = []
         statuses = {s.name: s for s in self.node_statuses()}
+        agent = {a.name: a for a in self.agent_statuses()}
         for n in self.plan.nodes:
             st = statuses.get(n.name)
             pods = [p for p in self.pods_in_order() if p.node.name == n.name]
             blocks = ", ".join(st.blocks) if st and st.blocks else "-"
             sessions = f"{st.established}/{self.plan.expected_sessions(n.name)}" if st else "?"
-            lines.append(f"  {n.name:<8} {n.addr:<13} sessions {sessions:<6} block {blocks}")
+            a = agent.get(n.name)
+            lines.append(f"  {n.name:<8} {n.addr:<13} sessions {sessions:<6} block {blocks:<16}"
+                         f" agent {a.state if a else '?'}")
             for p in pods:
                 lines.append(f"    {p.name:<10} {p.addr:<14} {p.host_iface}")
         if self.peer_info:
@@ -312,6 +370,8 @@ class Lab:
         lines += ["", "next:",
                   f"  pybgp lab status{d}",
                   f"  pybgp lab exec{d} {self.plan.node_names[0]} -- pybgp show routes",
+                  f"  pybgp lab exec{d} {self.plan.node_names[0]} -- pybgp apply -f "
+                  "POLICY.yaml   (pods are labelled pod=NAME, node=NODE)",
                   f"  pybgp lab pod add{d} {self.plan.node_names[0]} NAME",
                   f"  pybgp lab down{d}"]
         return "\n".join(lines) + "\n"
@@ -342,11 +402,19 @@ class Lab:
         return env
 
     def add_pod(self, node: str, name: str) -> Pod:
+        """CNI ADD of a labelled pod; returns once its agent has programmed it
+        (with the policies its labels select)."""
         try:
             check_pod_name(self.plan, node, name, set(self.cluster.pods))
         except PlanError as exc:
             raise LabError(str(exc)) from None
-        return self.cluster.add_pod(node, name, cni=True)
+        pod = self.cluster.add_pod(node, name, cni=True, labels=pod_labels(node, name))
+        try:
+            self.wait_programmed([pod], PROGRAMMED_TIMEOUT)
+        except TimeoutError as exc:
+            raise LabError(f"pod {name} was added, but {exc} (log: "
+                           f"{self.cluster.nodes[node].log_path('agent')})") from None
+        return pod
 
     def del_pod(self, name: str) -> None:
         if name not in self.cluster.pods:

@@ -2,9 +2,10 @@
 
 Owns: the lab's names and addresses (per ``shared/TESTING.md``: nodes and the
 external peer on 198.18.0.0/24 of the lab's own fabric, pods from the pool
-198.19.0.0/16), the Calico resources it writes, which sessions each node
-must have, and the paths inside the lab directory (checked against the
-kernel's 107-byte limit for unix socket paths before anything exists).
+198.19.0.0/16), the Calico resources it writes, the labels its pods carry,
+which sessions each node must have, where each node's agent answers, and
+the paths inside the lab directory (checked against the kernel's 107-byte
+limit for unix socket paths before anything exists).
 
 Must never: produce an address outside the lab ranges (the harness refuses
 them again), a name the harness cannot use, or a path outside the lab dir.
@@ -31,6 +32,10 @@ PEER_AS = 64513
 MAX_NODES = 200
 MAX_PODS_PER_NODE = 50
 PEERS = ("bird", "gobgp")
+# Each node's agent, inside the node's namespace (Felix's ports; given as
+# flags, so a FelixConfiguration cannot move them away from `lab status`).
+AGENT_HEALTH_PORT = 9099  # 127.0.0.1: /liveness, /readiness
+AGENT_METRICS_PORT = 9091  # /metrics
 SUN_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1
 # The longest socket below a node's directory: ExaBGP's API socket.
 _LONGEST_NODE_SOCKET = "state/api.sock"
@@ -116,6 +121,13 @@ def make_plan(nodes: int, pods_per_node: int, peer: str | None = None,
         out.append(NodePlan(node_name(i), f"{ip}/{FABRIC.prefixlen}",
                             tuple(pod_name(i, j) for j in range(1, pods_per_node + 1))))
     return Plan(nodes=tuple(out), peer=peer, prefix=prefix)
+
+
+def pod_labels(node: str, pod: str) -> dict[str, str]:
+    """The labels of a lab pod (an orchestrator's, on its WorkloadEndpoint), so
+    a policy can choose cells of the matrix: ``pod == 'pod-2-1'``,
+    ``node == 'node-1'``."""
+    return {"pod": pod, "node": node}
 
 
 def pod_namespace_part(node: str, pod: str) -> str:

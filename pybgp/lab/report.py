@@ -1,8 +1,8 @@
 """How the lab shows itself: node table, connectivity matrix, cluster summary (pure).
 
-Owns: turning what was measured (the speakers' JSON answers, ping results)
-into text tables and plain data for ``-o json``. Reads nothing and runs
-nothing itself.
+Owns: turning what was measured (the speakers' JSON answers, the agents'
+health and metrics, ping results) into text tables and plain data for
+``-o json``. Reads nothing and runs nothing itself.
 
 Must never: decide a cell it was not given a measurement for (an unmeasured
 pair is shown as ``?``, never as ✓).
@@ -54,6 +54,61 @@ def node_status(name: str, address: str, protocols: Sequence[Mapping[str, Any]],
     return st
 
 
+@dataclass
+class AgentStatus:
+    """One node's agent: what it answered from inside the node, and what the
+    agent's own calculation over etcd says it should program."""
+
+    name: str
+    answered: bool = False  # its health endpoint answered at all
+    ready: bool = False  # /readiness said healthy
+    detail: str = ""  # /readiness' reason, or why it did not answer
+    endpoints: int | None = None  # felix_active_local_endpoints
+    policies: int | None = None  # felix_active_local_policies
+    want_endpoints: int = 0
+    want_policies: int = 0
+
+    @property
+    def settled(self) -> bool:
+        """Ready, and programming exactly what etcd holds for this node (by count)."""
+        return (self.ready and self.endpoints == self.want_endpoints
+                and self.policies == self.want_policies)
+
+    @property
+    def state(self) -> str:
+        return "ready" if self.ready else ("not ready" if self.answered else "down")
+
+    def problem(self) -> str:
+        """Why it is not settled ("" when it is)."""
+        if not self.answered:
+            return f"agent: {self.detail}"
+        if not self.ready:
+            return f"agent not ready: {self.detail}"
+        if not self.settled:
+            return (f"agent behind etcd: {self.endpoints}/{self.want_endpoints} endpoints, "
+                    f"{self.policies}/{self.want_policies} policies")
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "ready": self.ready, "settled": self.settled,
+                "detail": self.detail, "endpoints": self.endpoints,
+                "policies": self.policies, "expected_endpoints": self.want_endpoints,
+                "expected_policies": self.want_policies}
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text → series (with its labels, as written) → value; bad lines skipped."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and not line.startswith("#"):
+            try:
+                out[parts[0]] = float(parts[1])
+            except ValueError:
+                continue
+    return out
+
+
 def missing_routes(nodes: Sequence[NodeStatus]) -> dict[str, list[str]]:
     """Per node, the other nodes' blocks it has not learned (empty when converged)."""
     out = {}
@@ -73,17 +128,32 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def nodes_table(nodes: Sequence[NodeStatus], expected: Mapping[str, int]) -> str:
+def _of(have: int | None, want: int) -> str:
+    return f"{'-' if have is None else have}/{want}"
+
+
+def nodes_table(nodes: Sequence[NodeStatus], expected: Mapping[str, int],
+                agents: Mapping[str, AgentStatus] | None = None) -> str:
+    """A row per node: the speaker's view, then (with ``agents``) the agent's:
+    ready or not, endpoints and policies programmed / what etcd holds."""
     rows = []
     for n in nodes:
+        a = (agents or {}).get(n.name)
+        agent = ([a.state, _of(a.endpoints, a.want_endpoints), _of(a.policies, a.want_policies)]
+                 if a else ["-", "-", "-"]) if agents is not None else []
+        bad = [] if n.error else [f"{k}: {v}" for k, v in sorted(n.sessions.items())
+                                  if v != "Established"]
+        bad += [n.error] if n.error else []
+        bad += [a.problem()] if a and a.problem() else []
         if n.error:
-            rows.append([n.name, n.address, "-", "-", "-", "-", n.error])
+            rows.append([n.name, n.address, "-", "-", "-", "-", *agent, "; ".join(bad)])
             continue
-        bad = [f"{k}: {v}" for k, v in sorted(n.sessions.items()) if v != "Established"]
         rows.append([n.name, n.address, f"{n.established}/{expected.get(n.name, 0)}",
                      ", ".join(n.blocks) or "-", str(len(n.local)), str(len(n.learned)),
-                     "; ".join(bad)])
-    return table(["NODE", "ADDRESS", "SESSIONS", "BLOCKS", "PODS", "LEARNED", "NOT UP"], rows)
+                     *agent, "; ".join(bad)])
+    heads = ["AGENT", "ENDPOINTS", "POLICIES"] if agents is not None else []
+    return table(["NODE", "ADDRESS", "SESSIONS", "BLOCKS", "PODS", "LEARNED", *heads,
+                  "NOT UP"], rows)
 
 
 @dataclass
