@@ -1,8 +1,11 @@
 """End to end: ``pybgp lab`` run as a user runs it, as subprocesses of the real CLI.
 
-One 3 nodes × 3 pods lab (full mesh, a BIRD 2 router) is shared by the module:
-every pod pings every other pod, ``exec`` shows the seed document's routes,
-pods come and go through the CNI plugin, a second lab (GoBGP) runs beside it
+One 3 nodes × 3 pods lab (full mesh, a BIRD 2 router, an agent per node) is
+shared by the module: every pod pings every other pod, ``exec`` shows the
+seed document's routes, pods come and go through the CNI plugin, a
+NetworkPolicy applied with ``pybgp apply -f`` inside a node turns exactly
+the cells it denies red (and a pod added meanwhile gets its policy), and
+deleting it turns them green again; a second lab (GoBGP) runs beside it
 without touching it, and ``down`` leaves nothing: no namespace, no process,
 no file outside the lab dir. A SIGKILLed ``up`` and an ``up`` whose router
 fails are cleaned up by ``down`` too.
@@ -27,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from pybgp.testing.cluster import wait_until
 from pybgp.testing.names import cali_name
 from pybgp.testing.netns import list_namespaces
 from pybgp.testing.procs import PROC, ProcessRecord
@@ -151,6 +155,9 @@ def test_up_reports_each_step_and_everything_is_green(lab: LabCLI) -> None:
     for n in doc["nodes"]:
         assert n["expected_sessions"] == 3 and set(n["sessions"].values()) == {"Established"}
         assert len(n["blocks"]) == 1 and len(n["local_routes"]) == 3
+        agent = n["agent"]  # asked from inside the node: /readiness and /metrics
+        assert agent["ready"] and agent["settled"], agent
+        assert (agent["endpoints"], agent["policies"]) == (3, 0)
     matrix = doc["matrix"]
     assert matrix["pairs"] == 9 * 8 and matrix["ok"] == 72 and matrix["failed"] == []
     assert set(doc["peer"]["sessions"]) == {"198.18.0.11", "198.18.0.12", "198.18.0.13"}
@@ -158,6 +165,11 @@ def test_up_reports_each_step_and_everything_is_green(lab: LabCLI) -> None:
 
     text = lab.run("status").stdout
     assert "72/72 pairs answer" in text and "✗" not in text and text.count("✓") == 72
+    rows = [line.split() for line in text.splitlines() if line.startswith("node-")]
+    assert [r[6:9] for r in rows] == [["ready", "3/3", "0/0"]] * 3  # AGENT ENDPOINTS POLICIES
+    for node in ("node-1", "node-2", "node-3"):
+        log = lab.dir / node / "agent.log"
+        assert "dataplane programmed" in log.read_text(), log
 
 
 def test_exec_shows_the_routes_of_the_seed_document(lab: LabCLI) -> None:
@@ -212,6 +224,73 @@ def test_pod_add_and_del_through_the_cni_plugin(lab: LabCLI) -> None:
     assert "9 (0%)" in ipam  # nine pods, the tenth address released
 
 
+POLICY = """\
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: pod-2-1-from-node-1, namespace: default}
+spec:
+  selector: pod == 'pod-2-1'
+  types: [Ingress]
+  ingress:
+  - action: Allow
+    source: {selector: node == 'node-1'}
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: {name: pod-3-3-not-to-node-1, namespace: default}
+spec:
+  selector: pod == 'pod-3-3'
+  types: [Egress]
+  egress:
+  - action: Deny
+    destination: {selector: node == 'node-1'}
+  - action: Allow
+"""
+# pod-2-1 takes only node-1's pods (same node and node-3 go red); pod-3-3 reaches
+# nothing on node-1. Every other cell stays green.
+RED = ({(src, "pod-2-1") for src in ("pod-2-2", "pod-2-3", "pod-3-1", "pod-3-2", "pod-3-3")}
+       | {("pod-3-3", dst) for dst in ("pod-1-1", "pod-1-2", "pod-1-3")})
+
+
+def test_a_network_policy_turns_chosen_cells_red(lab: LabCLI, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    applied = lab.run("exec", "node-1", "--", "pybgp", "apply", "-f", str(policy)).stdout
+    try:
+        assert applied.count("created") == 2, applied
+        doc = lab.status()  # measured once every agent programs what etcd holds
+        assert not doc["healthy"]
+        agents = {n["name"]: n["agent"] for n in doc["nodes"]}
+        assert {n: (a["policies"], a["settled"]) for n, a in agents.items()} == {
+            "node-1": (0, True), "node-2": (1, True), "node-3": (1, True)}
+        matrix = doc["matrix"]
+        assert {tuple(p) for p in matrix["failed"]} == RED
+        assert matrix["ok"] == 72 - len(RED) == 64
+
+        # a pod added now is labelled (node=node-1) and programmed on its node
+        # before `pod add` returns; the selectors node == 'node-1' on node-2 and
+        # node-3 take its address in (their ipsets), so it gets node-1's cells
+        added = lab.run("pod", "add", "node-1", "newcomer").stdout
+        assert "programmed by its agent" in added
+        address = added.split(": ")[1].split()[0]
+        for node in ("node-2", "node-3"):
+            wait_until(lambda node=node: address in lab.run(
+                "exec", node, "--", "ipset", "list").stdout.split(), 30,
+                f"{address} in a selector's ipset on {node}")
+        pod_2_1 = next(p["address"] for p in doc["pods"]["node-2"] if p["name"] == "pod-2-1")
+        for src, dst, answers in (("newcomer", pod_2_1, True), ("pod-3-3", address, False)):
+            ping = lab.run("exec", src, "--", "ping", "-c", "1", "-W", "1", dst, check=False)
+            assert (ping.returncode == 0) == answers, (src, dst)
+        lab.run("pod", "del", "node-1", "newcomer")
+    finally:
+        deleted = lab.run("exec", "node-1", "--", "pybgp", "delete", "-f", str(policy),
+                          check=False)
+    assert deleted.returncode == 0 and deleted.stdout.count("deleted") == 2, deleted
+    doc = lab.status()
+    assert doc["healthy"] and doc["matrix"]["ok"] == 72, json.dumps(doc["matrix"]["failed"])
+    assert {n["agent"]["policies"] for n in doc["nodes"]} == {0}
+
+
 def test_svg_picture(lab: LabCLI, tmp_path: Path) -> None:
     svg = tmp_path / "lab.svg"
     out = lab.run("status", "--no-ping", "--svg", str(svg)).stdout
@@ -248,7 +327,7 @@ def test_a_second_lab_beside_the_first(lab: LabCLI, tmp_path: Path, prefix: str,
 def test_zz_down_leaves_nothing(lab: LabCLI, shm_before: set[str]) -> None:
     """Last in the module: the shared lab goes."""
     journal = lab.journal()
-    assert len(recorded_processes(journal)) == 5  # etcd, BIRD, three speakers
+    assert len(recorded_processes(journal)) == 8  # etcd, BIRD, three speakers, three agents
     assert lab_processes(lab.dir)
     out = lab.run("down").stdout
     assert "removed" in out
@@ -280,7 +359,8 @@ def test_down_after_a_killed_up(tmp_path: Path, prefix: str, shm_before: set[str
         proc.wait(10)
     journal = cli.journal()
     assert journal["lab"]["state"] == "building"
-    assert len([r for r in recorded_processes(journal) if r.alive()]) == 3  # etcd, 2 speakers
+    # etcd, two speakers, two agents
+    assert len([r for r in recorded_processes(journal) if r.alive()]) == 5
     cli.run("down")
     assert_gone(cli, journal, shm_before)
 
