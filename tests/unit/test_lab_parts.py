@@ -1,10 +1,12 @@
-"""The lab's pure parts: the plan, the reports (tables, ping matrix), the SVG
+"""The lab's pure parts: the plan, the reports (tables, ping matrix, agents),
+what each agent should program (the agent's own calculation), the SVG
 picture, and the router configurations (checked by BIRD's and GoBGP's own
 parsers)."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pybgp.lab import picture
+from pybgp.agent.inputs import Inputs
+from pybgp.lab import agents, picture
 from pybgp.lab.peers import bird_config, gobgp_config
 from pybgp.lab.plan import (
     SUN_PATH_MAX,
@@ -21,8 +24,18 @@ from pybgp.lab.plan import (
     PlanError,
     check_pod_name,
     make_plan,
+    pod_labels,
 )
-from pybgp.lab.report import Matrix, matrix_pairs, missing_routes, node_status, nodes_table
+from pybgp.lab.report import (
+    AgentStatus,
+    Matrix,
+    matrix_pairs,
+    missing_routes,
+    node_status,
+    nodes_table,
+    parse_metrics,
+)
+from pybgp.model import KEY_PREFIX
 from pybgp.testing.names import check_node_address
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -123,6 +136,87 @@ def test_matrix_renders_every_measured_pair() -> None:
     assert m.to_dict()["failed"] == [["p3", "p1"]]
     partial = Matrix(labels, {("p1", "p2"): True})
     assert partial.cell("p2", "p1") == "?" and not Matrix(labels, {}).all_ok
+
+
+# ----- agents -----------------------------------------------------------------------
+def test_agent_status_is_settled_only_when_ready_and_counts_match() -> None:
+    ok = AgentStatus("node-1", answered=True, ready=True, detail="ok", endpoints=2,
+                     policies=1, want_endpoints=2, want_policies=1)
+    assert ok.settled and ok.state == "ready" and ok.problem() == ""
+    behind = AgentStatus("node-1", answered=True, ready=True, endpoints=2, policies=0,
+                         want_endpoints=2, want_policies=1)
+    assert not behind.settled
+    assert behind.problem() == "agent behind etcd: 2/2 endpoints, 0/1 policies"
+    syncing = AgentStatus("node-1", answered=True, detail="datastore not in sync")
+    assert (syncing.state, syncing.problem()) == ("not ready",
+                                                  "agent not ready: datastore not in sync")
+    down = AgentStatus("node-1", detail="no answer on 127.0.0.1:9099 (Connection refused)")
+    assert down.state == "down" and not down.settled and "Connection refused" in down.problem()
+    assert down.to_dict()["endpoints"] is None and ok.to_dict()["settled"] is True
+
+
+def test_parse_metrics_reads_the_agents_text() -> None:
+    text = ("# HELP felix_active_local_endpoints Number of active endpoints on this host.\n"
+            "# TYPE felix_active_local_endpoints gauge\n"
+            "felix_active_local_endpoints 3\n"
+            'felix_int_dataplane_apply_time_seconds_bucket{le="+Inf"} 7\n'
+            "felix_int_dataplane_apply_time_seconds_sum 0.125\n"
+            "garbage line here\n\n")
+    assert parse_metrics(text) == {
+        "felix_active_local_endpoints": 3.0,
+        'felix_int_dataplane_apply_time_seconds_bucket{le="+Inf"}': 7.0,
+        "felix_int_dataplane_apply_time_seconds_sum": 0.125}
+
+
+def test_nodes_table_shows_each_agent() -> None:
+    st = node_status("node-1", "198.18.0.11", PROTOCOLS[:1], ROUTES)
+    down = node_status("node-2", "198.18.0.12", [], [])
+    down.error = "speaker not answering"
+    table = nodes_table([st, down], {"node-1": 1, "node-2": 1}, {
+        "node-1": AgentStatus("node-1", answered=True, ready=True, endpoints=1, policies=1,
+                              want_endpoints=1, want_policies=2)})
+    head, row1, row2 = table.splitlines()
+    assert head.split()[6:] == ["AGENT", "ENDPOINTS", "POLICIES", "NOT", "UP"]
+    assert row1.split()[6:9] == ["ready", "1/1", "1/2"] and "agent behind etcd" in row1
+    assert row2.split()[6:9] == ["-", "-", "-"] and "speaker not answering" in row2
+    assert "AGENT" not in nodes_table([st], {"node-1": 1})  # without agents: as before
+
+
+def _put(inputs: Inputs, plural: str, kind: str, name: str, spec: dict, ns: str | None = None,
+         labels: dict | None = None) -> None:
+    meta = {"name": name, **({"namespace": ns} if ns else {}), "labels": labels or {}}
+    key = f"{KEY_PREFIX}{plural}/{ns + '/' if ns else ''}{name}"
+    inputs.apply(key, json.dumps({"apiVersion": "projectcalico.org/v3", "kind": kind,
+                                  "metadata": meta, "spec": spec}).encode())
+
+
+def test_what_each_agent_should_program_is_the_agents_calculation() -> None:
+    inputs = Inputs("")
+    _put(inputs, "profiles", "Profile", "kns.default",
+         {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]})
+    for i, (node, pod) in enumerate([("node-1", "pod-1-1"), ("node-2", "pod-2-1"),
+                                     ("node-2", "pod-2-2")]):
+        name = f"{node.replace('-', '--')}-k8s-{pod.replace('-', '--')}-eth0"
+        _put(inputs, "workloadendpoints", "WorkloadEndpoint", name, {
+            "orchestrator": "k8s", "node": node, "pod": pod, "endpoint": "eth0",
+            "ipNetworks": [f"198.19.0.{i + 1}/32"], "interfaceName": f"cali{i:011d}",
+            "mac": "ee:00:00:00:00:01", "profiles": ["kns.default"]},
+            ns="default", labels=pod_labels(node, pod))
+    assert agents.expected(inputs, ["node-1", "node-2", "node-3"]) == {
+        "node-1": (1, 0), "node-2": (2, 0), "node-3": (0, 0)}
+    # one policy on one pod of node-2 (by the lab's labels), one for every pod;
+    # one in another namespace applies nowhere
+    _put(inputs, "networkpolicies", "NetworkPolicy", "one", {
+        "selector": "pod == 'pod-2-1'", "types": ["Ingress"],
+        "ingress": [{"action": "Allow", "source": {"selector": "node == 'node-1'"}}]},
+        ns="default")
+    _put(inputs, "globalnetworkpolicies", "GlobalNetworkPolicy", "all", {
+        "selector": "all()", "types": ["Egress"], "egress": [{"action": "Allow"}]})
+    _put(inputs, "networkpolicies", "NetworkPolicy", "elsewhere", {
+        "selector": "all()", "types": ["Ingress"], "ingress": [{"action": "Allow"}]},
+        ns="prod")
+    assert agents.expected(inputs, ["node-1", "node-2"]) == {"node-1": (1, 1),
+                                                             "node-2": (2, 2)}
 
 
 # ----- picture ----------------------------------------------------------------------
