@@ -1,6 +1,8 @@
 """What ``configs/`` ships for real nodes: the node config files are read by
 pybgp's own loaders, the systemd units pass ``systemd-analyze verify`` with no
-warning, and the speaker unit's command line is one ``pybgp speaker`` accepts."""
+warning, and the speaker's and the agent's units wait for READY=1 and have a
+command line their ``pybgp`` command accepts, which then finds etcd in
+``/etc/pybgp/pybgp.cfg``."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pybgp.cli.main import build_parser
+from pybgp.cli.main import build_parser, etcd_settings
 from pybgp.config import etcd_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -66,17 +68,30 @@ def test_units_restart_on_failure_and_flush_nothing_on_stop(path: Path) -> None:
     assert svc["ExecStart"].startswith("/opt/pybgp/bin/pybgp ")
 
 
-def test_the_speaker_unit_waits_for_readiness_and_its_command_parses() -> None:
-    svc = unit(CONFIGS / "systemd" / "pybgp-speaker.service")["Service"]
-    assert svc["Type"] == "notify" and svc["NotifyAccess"] == "main"
+@pytest.mark.parametrize("daemon", ["speaker", "agent"])
+def test_node_units_wait_for_readiness_and_their_command_parses(
+        daemon: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    svc = unit(CONFIGS / "systemd" / f"pybgp-{daemon}.service")["Service"]
+    assert svc["Type"] == "notify" and svc["NotifyAccess"] == "main"  # both send READY=1
     env = env_file(CONFIGS / "node" / "node.env")
     argv = shlex.split(svc["ExecStart"])
-    argv = [a.replace("${NODENAME}", env["NODENAME"])
-            .replace("${PYBGP_BIRD_SOCKET}", env["PYBGP_BIRD_SOCKET"])
-            .replace("${PYBGP_SPEAKER_SOCKET}", env["PYBGP_SPEAKER_SOCKET"]) for a in argv]
+    for key, value in env.items():  # what systemd substitutes from the EnvironmentFile
+        argv = [a.replace(f"${{{key}}}", value) for a in argv]
+    assert not [a for a in argv if "$" in a], argv
     args = build_parser().parse_args(argv[1:])
-    assert (args.command, args.node, args.bird_socket) == ("speaker", "node-1",
-                                                           "/run/calico/bird.ctl")
+    assert (args.command, args.node) == (daemon, "node-1")
+    if daemon == "speaker":
+        assert args.bird_socket == "/run/calico/bird.ctl"
+    else:  # no port flags: FelixConfiguration's healthPort/prometheusMetricsPort decide
+        assert (args.health_port, args.metrics_port) == (None, None)
+    # no etcd flag: the daemon reads /etc/pybgp/pybgp.cfg like every pybgp command
+    assert args.etcd_endpoints is None and args.config is None
+    for var in ("PYBGP_CONFIG", "ETCD_ENDPOINTS", "ETCD_CA_CERT_FILE", "ETCD_CERT_FILE",
+                "ETCD_KEY_FILE", "ETCD_USERNAME", "ETCD_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("pybgp.config.DEFAULT_CONFIG_FILE", str(CONFIGS / "node" / "pybgp.cfg"))
+    cfg = etcd_settings(args)
+    assert cfg.endpoints[0] == "https://198.18.0.1:2379" and cfg.needs_tls
 
 
 @pytest.mark.parametrize("path", UNITS, ids=lambda p: p.name)
