@@ -4,15 +4,20 @@ Every step is a real ``pybgp`` command, printed before it runs:
 
 1. ``pybgp lab up --nodes 3 --pods-per-node 2 --peer bird``: three node
    namespaces on a fabric (198.18.0.0/24), a private etcd, a BIRD 2 router,
-   a ``pybgp speaker`` per node, six pods made by the real CNI plugin.
+   a ``pybgp speaker`` and a ``pybgp agent`` per node, six pods made by the
+   real CNI plugin.
 2. ``pybgp lab exec node-1 -- pybgp show routes``: the picture of the seed
    document — a blackhole for the node's own /26, ``/32 dev cali…`` for its
    pods, ``/26 via <node>`` for the other nodes' blocks — then ``pybgp show
    protocols``.
 3. The cluster's Calico resources as ``pybgp get`` shows them, and a bad
    IPPool refused with nothing written.
-4. ``pybgp lab status``: sessions per node and every pod pinging every other.
-5. ``pybgp lab down`` (unless ``--keep``: then the lab stays in
+4. ``pybgp lab status``: sessions and agents per node and every pod pinging
+   every other: all green.
+5. A NetworkPolicy (``pybgp apply -f`` inside node-1): pod-2-1 takes traffic
+   from node-1's pods only; ``pybgp lab status`` shows the three cells it
+   denies red; ``pybgp delete -f`` removes it.
+6. ``pybgp lab down`` (unless ``--keep``: then the lab stays in
    ``/run/pybgp-lab`` for ``pybgp lab status``, ``exec``, ``pod add``…).
 """
 
@@ -28,6 +33,20 @@ from pathlib import Path
 
 BAD_POOL = ("apiVersion: projectcalico.org/v3\nkind: IPPool\n"
             "metadata: {name: bad-pool}\nspec: {cidr: 198.19.0.0/33}\n")
+POLICY = """\
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata:
+  name: pod-2-1-from-node-1
+  namespace: default
+spec:
+  selector: pod == 'pod-2-1'
+  types: [Ingress]
+  ingress:
+  - action: Allow
+    source:
+      selector: node == 'node-1'
+"""
 
 
 class DemoFailed(Exception):
@@ -78,6 +97,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         in_node("node-1", "get", "ippools")
         print("\n== every pod pings every other pod:")
         pybgp("lab", "status")
+        with tempfile.TemporaryDirectory() as tmp:
+            policy = Path(tmp) / "policy.yaml"
+            policy.write_text(POLICY)
+            print("\n== a NetworkPolicy: pod-2-1 takes traffic from node-1's pods only "
+                  "(lab pods are labelled pod=NAME, node=NODE):\n")
+            print("".join(f"    {line}\n" for line in POLICY.splitlines()), end="")
+            in_node("node-1", "apply", "-f", str(policy))
+            print("\n== the agents program it; the cells it denies turn red:")
+            pybgp("lab", "status", check=False)  # exit status 1: not every pair answers
+            in_node("node-1", "delete", "-f", str(policy))
         ok = True
     except DemoFailed as exc:
         print(f"\ndemo: {exc}", file=sys.stderr)

@@ -403,6 +403,13 @@ def test_the_readme_demo(tmp_path: Path, shm_before: set[str]) -> None:
     assert kinds.count("blackhole") == 1 and kinds.count("dev") == 2
     assert kinds.count("via") == 3  # two other nodes' blocks and the router's network
     assert "field spec.cidr: invalid CIDR '198.19.0.0/33'" in proc.stderr
-    assert "30/30 pairs answer" in out and "✗" not in out
+    green, policy = out.split("== a NetworkPolicy")
+    assert "30/30 pairs answer" in green and "✗" not in green
+    matrix = policy.split("$ pybgp lab status")[1].split("$ ")[0]
+    rows = [line.split() for line in matrix.splitlines() if line[:1].isdigit()]
+    red = {(r[1], rows[i][1]) for r in rows for i, cell in enumerate(r[2:]) if cell == "✗"}
+    assert red == {("pod-2-2", "pod-2-1"), ("pod-3-1", "pod-2-1"), ("pod-3-2", "pod-2-1")}
+    assert "27/30 pairs answer" in matrix
+    assert "NetworkPolicy default/pod-2-1-from-node-1 deleted" in policy
     assert "demo finished" in out and not directory.exists()
     assert list((tmp_path / "tmp").iterdir()) == []
