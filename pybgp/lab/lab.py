@@ -409,6 +409,10 @@ class Lab:
         except PlanError as exc:
             raise LabError(str(exc)) from None
         pod = self.cluster.add_pod(node, name, cni=True, labels=pod_labels(node, name))
+        agent = agents.probe(node, self.cluster.nodes[node].node.ns)
+        if not agent.answered:  # nothing will program it: say so now, not in 30 s
+            raise LabError(f"pod {name} was added, but the agent on {node} is down "
+                           f"({agent.detail}; log: {self.cluster.nodes[node].log_path('agent')})")
         try:
             self.wait_programmed([pod], PROGRAMMED_TIMEOUT)
         except TimeoutError as exc:
