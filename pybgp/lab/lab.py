@@ -359,7 +359,7 @@ class Lab:
             blocks = ", ".join(st.blocks) if st and st.blocks else "-"
             sessions = f"{st.established}/{self.plan.expected_sessions(n.name)}" if st else "?"
             a = agent.get(n.name)
-            lines.append(f"  {n.name:<8} {n.addr:<13} sessions {sessions:<6} block {blocks:<16}"
+            lines.append(f"  {n.name:<8} {n.addr:<13} sessions {sessions:<6} block {blocks:<18}"
                          f" agent {a.state if a else '?'}")
             for p in pods:
                 lines.append(f"    {p.name:<10} {p.addr:<14} {p.host_iface}")
