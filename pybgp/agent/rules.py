@@ -16,8 +16,9 @@ Rendering, as Felix's ``rules/policy.go`` does it:
   that needs more than one ``multiport`` becomes one rule per piece (a
   packet's port is in at most one piece, so the union is exact); a negated
   list becomes several ``! --dports`` matches in one rule (all must hold).
-- A rule for IPv6 only, or whose nets are all IPv6, renders to nothing; a
-  ``notNets`` of ``0.0.0.0/0`` matches nothing and renders to nothing.
+- A rule for IPv6 only (``ipVersion: 6``, or protocol ICMPv6 by name or
+  number), or whose nets are all IPv6, renders to nothing; a ``notNets`` of
+  ``0.0.0.0/0`` matches nothing and renders to nothing.
 - Named ports and ``services`` are not implemented: such a rule is rendered
   failing closed (an Allow, Pass or Log is left out; a Deny drops without the
   port or service restriction) and :attr:`BRule.unsupported` says why.
@@ -44,6 +45,9 @@ MAX_CHAIN_NAME = 28
 MULTIPORT_SLOTS = 15
 LOG_PREFIX = "calico-packet"
 
+#: ICMPv6 by name or number: matches no IPv4 packet (and ``-p 58 -m icmp`` would
+#: make iptables-restore refuse the whole transaction).
+IPV6_ONLY_PROTOCOLS = ("icmpv6", "58")
 _PROTO_NAMES = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPv6": "icmpv6",
                 "SCTP": "sctp", "UDPLite": "udplite"}
 
@@ -212,7 +216,7 @@ def _side_matches(side: Side, flag: str, direction: str) -> list[str] | None:
 def rule_matches(br: BRule) -> list[str] | None:
     """The match alternatives of a rule for IPv4 (one string each; a packet
     that matches the rule matches exactly one), or None if it matches nothing."""
-    if br.ip_version == 6 or br.protocol == "icmpv6":
+    if br.ip_version == 6 or br.protocol in IPV6_ONLY_PROTOCOLS:
         return None
     base: list[str] = []
     if br.protocol:

@@ -67,6 +67,10 @@ CASES: list[tuple[str, dict, str, list[str]]] = [
     ("tcp and not udp", {"action": "Allow", "protocol": "TCP", "notProtocol": "UDP"}, "",
      allow("-p tcp ! -p udp")),
     ("icmpv6 is not IPv4", {"action": "Allow", "protocol": "ICMPv6"}, "", []),
+    # (by number too: "-p 58 -m icmp" would fail the whole iptables-restore)
+    ("icmpv6 by number is not IPv4", {"action": "Allow", "protocol": 58,
+                                      "icmp": {"type": 128}}, "", []),
+    ("not icmpv6 by number", {"action": "Allow", "notProtocol": 58}, "", allow("! -p 58")),
     # -- ports / notPorts -------------------------------------------------------------
     ("one port", {**TCP, "destination": {"ports": [80]}}, "",
      allow("-p tcp -m multiport --dports 80")),
