@@ -16,6 +16,7 @@ Rendering, as Felix's ``rules/policy.go`` does it:
   that needs more than one ``multiport`` becomes one rule per piece (a
   packet's port is in at most one piece, so the union is exact); a negated
   list becomes several ``! --dports`` matches in one rule (all must hold).
+- Nets are written as the kernel keeps them (``10.0.0.1/8`` → ``10.0.0.0/8``).
 - A rule for IPv6 only (``ipVersion: 6``, or protocol ICMPv6 by name or
   number), or whose nets are all IPv6, renders to nothing; a ``notNets`` of
   ``0.0.0.0/0`` matches nothing and renders to nothing.
@@ -29,6 +30,7 @@ would allow.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -152,7 +154,7 @@ def backend_rule(rule: Rule, namespace: str = "") -> BRule:
         sel = S.entity_selector(er.namespace_selector, er.selector, sa, er.not_selector,
                                 namespace)
         sides.append(Side(
-            nets=tuple(er.nets), not_nets=tuple(er.not_nets), selector=sel,
+            nets=_canonical(er.nets), not_nets=_canonical(er.not_nets), selector=sel,
             not_selector=parse(er.not_selector) if er.not_selector else None,
             ports=tuple(p for p in er.ports if not p.name),
             not_ports=tuple(p for p in er.not_ports if not p.name)))
@@ -161,6 +163,13 @@ def backend_rule(rule: Rule, namespace: str = "") -> BRule:
         not_protocol=_proto(rule.not_protocol), icmp=_icmp(rule.icmp),
         not_icmp=_icmp(rule.not_icmp), src=sides[0], dst=sides[1],
         unsupported="; ".join(unsupported))
+
+
+def _canonical(nets: list[str]) -> tuple[str, ...]:
+    """Nets as the kernel keeps them (host bits cleared, a bare address as /32),
+    without repeats: ipset reads ``10.0.0.1/8`` back as ``10.0.0.0/8``, and a
+    member spelled otherwise would be re-added and deleted on every refresh."""
+    return tuple(dict.fromkeys(str(ipaddress.ip_network(n, strict=False)) for n in nets))
 
 
 def _v4(nets: tuple[str, ...]) -> tuple[str, ...]:

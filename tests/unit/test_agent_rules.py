@@ -7,6 +7,7 @@ also checks the v3 → v1 selector rewriting that names the set."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -132,6 +133,12 @@ CASES: list[tuple[str, dict, str, list[str]]] = [
      ["-s 10.0.0.0/8 -m set --match-set <n:10.2.0.0/16,10.3.0.0/16> dst -j DROP"]),
     ("IPv6 nets only: not for IPv4", {"action": "Allow", "source": {
         "nets": ["2001:db8::/64"]}}, "", []),
+    ("nets as the kernel keeps them", {"action": "Allow", "source": {
+        "nets": ["10.0.0.1/8"]}, "destination": {"notNets": ["198.19.0.7"]}}, "",
+     allow("-s 10.0.0.0/8 ! -d 198.19.0.7/32")),
+    ("a set of nets as the kernel keeps them", {"action": "Deny", "source": {
+        "nets": ["10.9.9.9/16", "10.1.0.0/16", "10.9.0.0/16"]}}, "",
+     ["-m set --match-set <n:10.1.0.0/16,10.9.0.0/16> src -j DROP"]),
     # -- selector / notSelector -----------------------------------------------------------
     ("source selector", {"action": "Allow", "source": {"selector": "app == 'a'"}}, "",
      allow("-m set --match-set <s:app == 'a'> src")),
@@ -201,7 +208,7 @@ def test_chain_title_and_trailing_returns():
     assert R.render_rules([brule({"action": "Allow", "ipVersion": 6})], "v6 only") == []
 
 
-def _one_endpoint_with(*policies: dict) -> dict[str, tuple[str, ...]]:
+def _one_endpoint_with(*policies: dict, whole: bool = False) -> Any:
     import json
 
     from pybgp.agent.calc import Calc
@@ -226,7 +233,8 @@ def _one_endpoint_with(*policies: dict) -> dict[str, tuple[str, ...]]:
         inputs.apply(f"{base}globalnetworkpolicies/{name}", json.dumps({
             "apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy",
             "metadata": {"name": name}, "spec": spec}).encode())
-    return Calc().compute(inputs, effective(None, None)).chains["filter"]
+    desired = Calc().compute(inputs, effective(None, None))
+    return desired if whole else desired.chains["filter"]
 
 
 HEAD = ("-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
@@ -270,3 +278,22 @@ def test_an_egress_type_without_rules_denies_all_egress():
     assert chains["cali-po-gnp/out-only"] == ()  # nothing allows: the tier's end drops
     assert chains["cali-tw-calia"] == HEAD + profiles("in")
     assert "cali-pi-gnp/out-only" not in chains
+
+
+
+def test_a_set_of_nets_is_what_ipset_save_reads_back():
+    """Members spelled as the kernel keeps them: once loaded, a refresh that
+    reads ``ipset save`` back finds nothing to change (a member spelled
+    ``10.0.0.1/8`` was re-added and deleted — so lost — on every refresh)."""
+    from pybgp.agent import ipsets
+
+    desired = _one_endpoint_with({"name": "nets", "selector": "all()", "ingress": [
+        {"action": "Allow", "source": {"nets": ["10.0.0.1/8", "198.19.0.7", "198.19.0.7/32"]}}]},
+        whole=True)
+    name = S.nets_set(("10.0.0.0/8", "198.19.0.7/32"))
+    assert desired.ipsets[name].members == {"10.0.0.0/8", "198.19.0.7"}
+    sync = ipsets.IpsetSync()
+    sync.load(ipsets.parse_save(f"create {name} hash:net family inet\n"
+                                f"add {name} 10.0.0.0/8\nadd {name} 198.19.0.7\n"))
+    assert sync.plan_adds({name: ipsets.KernelSet("hash:net", desired.ipsets[name].members)}) \
+        == ""
