@@ -18,7 +18,8 @@ Rendering, as Felix's ``rules/policy.go`` does it:
   list becomes several ``! --dports`` matches in one rule (all must hold).
 - Nets are written as the kernel keeps them (``10.0.0.1/8`` → ``10.0.0.0/8``).
 - A rule for IPv6 only (``ipVersion: 6``, or protocol ICMPv6 by name or
-  number), or whose nets are all IPv6, renders to nothing; a ``notNets`` of
+  number), or whose ``nets`` or ``notNets`` on a side are all IPv6, renders
+  to nothing (Felix's ``FilterRuleToIPVersion``); a ``notNets`` of
   ``0.0.0.0/0`` matches nothing and renders to nothing.
 - Named ports and ``services`` are not implemented: such a rule is rendered
   failing closed (an Allow, Pass or Log is left out; a Deny drops without the
@@ -209,8 +210,8 @@ def _side_matches(side: Side, flag: str, direction: str) -> list[str] | None:
     elif nets:
         parts.append(f"-m set --match-set {S.nets_set(nets)} {direction}")
     not_nets = _v4(side.not_nets)
-    if "0.0.0.0/0" in not_nets:
-        return None
+    if (side.not_nets and not not_nets) or "0.0.0.0/0" in not_nets:
+        return None  # (only IPv6 notNets: the rule is IPv6's, as Felix filters it)
     if len(not_nets) == 1:
         parts.append(f"! {flag} {not_nets[0]}")
     elif not_nets:

@@ -133,6 +133,9 @@ CASES: list[tuple[str, dict, str, list[str]]] = [
      ["-s 10.0.0.0/8 -m set --match-set <n:10.2.0.0/16,10.3.0.0/16> dst -j DROP"]),
     ("IPv6 nets only: not for IPv4", {"action": "Allow", "source": {
         "nets": ["2001:db8::/64"]}}, "", []),
+    # as Felix filters a rule to a family: IPv6 notNets make it an IPv6 rule
+    ("IPv6 not nets only: not for IPv4 either", {"action": "Allow", "destination": {
+        "notNets": ["2001:db8::/64"]}}, "", []),
     ("nets as the kernel keeps them", {"action": "Allow", "source": {
         "nets": ["10.0.0.1/8"]}, "destination": {"notNets": ["198.19.0.7"]}}, "",
      allow("-s 10.0.0.0/8 ! -d 198.19.0.7/32")),
