@@ -20,7 +20,9 @@ Semantics are Felix's (``calc/``, ``rules/``):
   tried, and "no profile matched" drops. A profile that does not exist is a
   default-drop profile, as in Felix;
 - selectors in rules become ipsets of the matching endpoints' addresses,
-  over every endpoint of the cluster; identical selectors share one set.
+  over every endpoint of the cluster; identical selectors share one set;
+  a named port becomes a ``hash:ip,port`` set of the matching endpoints'
+  ``ip,proto:port`` for their port of that name and protocol.
 
 Everything here is recomputed from the inputs on each call; the memo tables
 (label sets, selector matches, rendered chains) only save work: a fresh
@@ -40,6 +42,8 @@ from pybgp.model.selector import Selector
 
 MAX_IPSETS = 256  # CONFIG_IP_SET_MAX: per network namespace
 IPSET_TYPE = "hash:net"
+NAMED_PORT_IPSET_TYPE = "hash:ip,port"  # members "ip,proto:port", as Felix's
+Wanted = dict[str, R.IPSetWhat]  # ipset name → what it holds, from BRule.ipsets
 MASQ_POOLS = "cali40masq-ipam-pools"
 ALL_POOLS = "cali40all-ipam-pools"
 DISPATCH_SPLIT = 16  # more endpoints than this: one child dispatch chain per next character
@@ -206,7 +210,7 @@ class Calc:
                                                    missing, up)
 
         filt = out.chains["filter"]
-        wanted_sets: dict[str, tuple[str, Selector | tuple[str, ...]]] = {}
+        wanted_sets: Wanted = {}
         for policy, directions in used_policies.items():
             chain_in, chain_out = self._policy(policy)
             for direction, lines, brules in (("in", chain_in, policy.ingress),
@@ -268,11 +272,10 @@ class Calc:
         return got
 
     @staticmethod
-    def _want_sets(brules: Iterable[R.BRule],
-                   wanted: dict[str, tuple[str, Selector | tuple[str, ...]]]) -> None:
+    def _want_sets(brules: Iterable[R.BRule], wanted: Wanted) -> None:
         for br in brules:
-            for name, kind, what in br.ipsets():
-                wanted[name] = (kind, what)
+            for name, _kind, what in br.ipsets():
+                wanted[name] = what
 
     def _endpoint(self, plan: EndpointPlan, allow: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         key = (plan.endpoint.iface, tuple(p.id for p in plan.ingress),
@@ -371,14 +374,19 @@ class Calc:
         })
 
     def _ipsets(self, out: Desired, inputs: Inputs, groups: dict[Labels, list[Endpoint]],
-                wanted: dict[str, tuple[str, Selector | tuple[str, ...]]]) -> None:
+                wanted: Wanted) -> None:
         sets = out.ipsets
-        for name, (kind, what) in wanted.items():
-            if kind == "n":
-                assert isinstance(what, tuple)
+        for name, what in wanted.items():
+            if isinstance(what, tuple):  # kind n
                 sets[name] = IPSet(IPSET_TYPE, frozenset(_host(n) for n in what))
                 continue
-            assert isinstance(what, Selector)
+            if isinstance(what, R.NamedPort):  # kind p
+                sets[name] = IPSet(NAMED_PORT_IPSET_TYPE, frozenset(
+                    f"{ip},{what.proto}:{number}"
+                    for labels, eps in groups.items() if self.matches(what.selector, labels)
+                    for ep in eps for pname, proto, number in ep.ports
+                    if pname == what.name and proto == what.proto for ip in ep.ipv4))
+                continue
             members: set[str] = set()
             for labels, eps in groups.items():
                 if self.matches(what, labels):

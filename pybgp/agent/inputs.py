@@ -57,6 +57,7 @@ class Endpoint:
     nats: tuple[tuple[str, str], ...] = ()  # (internal, external)
     allow_spoofed: tuple[str, ...] = ()
     service_account: str = ""
+    ports: tuple[tuple[str, str, int], ...] = ()  # named ports: (name, tcp|udp|sctp, port)
 
     @property
     def ipv4(self) -> tuple[str, ...]:
@@ -204,6 +205,11 @@ class Inputs:
         return plural
 
 
+#: An endpoint port's protocol (a name or a number) as ipset spells it.
+_PORT_PROTOS: dict[int | str, str] = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp",
+                                      6: "tcp", 17: "udp", 132: "sctp"}
+
+
 def _labels(labels: dict[str, str]) -> Labels:
     return tuple(sorted(labels.items()))
 
@@ -221,7 +227,9 @@ def _endpoint(key: str, res: Any) -> Endpoint:
         profiles=tuple(spec.profiles), labels=_labels(labels),
         nats=tuple((n.internal_ip, n.external_ip) for n in spec.ip_nats),
         allow_spoofed=tuple(spec.allow_spoofed_source_prefixes),
-        service_account=spec.service_account_name)
+        service_account=spec.service_account_name,
+        ports=tuple((p.name, _PORT_PROTOS[p.protocol], p.port) for p in spec.ports
+                    if p.name and p.protocol in _PORT_PROTOS))
 
 
 def _profile(res: Any) -> Profile:

@@ -8,7 +8,8 @@ selector gets ``pcsa.``. This module does that rewriting on the parsed AST of
 :mod:`pybgp.model.selector` (the one parser), and names the ipset that holds
 the addresses a selector matches: ``cali40s:`` + 23 characters of the
 URL-safe base64 SHA-224 of the canonical selector text (31 characters, the
-kernel's limit), so identical selectors share one set.
+kernel's limit), so identical selectors share one set; ``cali40n:`` for a
+set of nets and ``cali40p:`` for a named port work the same way.
 
 Pure: no I/O, no state beyond the parser's cache.
 """
@@ -136,3 +137,9 @@ def selector_set(sel: Selector) -> str:
 
 def nets_set(nets: tuple[str, ...]) -> str:
     return ipset_name("n", ",".join(sorted(nets)))
+
+
+def named_port_set(sel: Selector, proto: str, port_name: str) -> str:
+    """The ``hash:ip,port`` set of a named port (``cali40p:``): Felix's id is
+    the selector, the protocol and the name, so identical ones are shared."""
+    return ipset_name("p", f"{sel},{proto},{port_name}")

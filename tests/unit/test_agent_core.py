@@ -101,22 +101,10 @@ def test_deny_pass_log_and_negations():
         '-j LOG --log-prefix "calico-packet: " --log-level 5']
 
 
-def test_long_port_lists_split_exactly():
-    ports = list(range(1, 21))
-    out = R.render_rule(rule(action="Allow", protocol="TCP", destination={"ports": ports}))
-    assert len(out) == 3  # two pieces of the list, one return
-    assert "--dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 " in out[0]
-    assert "--dports 16,17,18,19,20 " in out[1]
-    neg = R.render_rule(rule(action="Deny", protocol="TCP", destination={"notPorts": ports}))
-    assert len(neg) == 1 and neg[0].count("-m multiport ! --dports") == 2
-
-
-def test_rules_that_cannot_match_ipv4_render_nothing_and_named_ports_fail_closed():
-    assert R.render_rule(rule(action="Allow", ipVersion=6)) == []
-    assert R.render_rule(rule(action="Allow", source={"nets": ["2001:db8::/64"]})) == []
-    allow = rule(action="Allow", protocol="TCP", destination={"ports": ["http"]})
-    assert allow.unsupported and R.render_rule(allow) == []
-    deny = rule(action="Deny", protocol="TCP", destination={"ports": ["http"]})
+def test_services_fail_closed():
+    allow = rule(action="Allow", protocol="TCP", destination={"services": {"name": "db"}})
+    assert allow.unsupported == "services" and R.render_rule(allow) == []
+    deny = rule(action="Deny", protocol="TCP", destination={"services": {"name": "db"}})
     assert R.render_rule(deny) == ["-p tcp -j DROP"]  # denies more, never less
 
 
@@ -230,6 +218,47 @@ def test_calc_is_the_same_fresh_or_memoised():
     fresh = C.Calc().compute(inputs, cfg)
     assert again.chains == fresh.chains and again.ipsets == fresh.ipsets
     assert again.chains != first.chains
+
+
+def test_named_port_sets_hold_ip_proto_port_of_matching_endpoints():
+    inputs = Inputs("node-a")
+    http = [{"name": "http", "protocol": "TCP", "port": 8080},
+            {"name": "dns", "protocol": "UDP", "port": 53}]
+    wep(inputs, "node-a", "web", "198.19.0.5", "caliweb", {"app": "web"}, ports=http)
+    wep(inputs, "node-b", "web2", "198.19.1.5", "caliweb2", {"app": "web"},
+        ports=[{"name": "http", "protocol": 6, "port": 80}])  # another node, by number
+    wep(inputs, "node-a", "db", "198.19.0.6", "calidb", {"app": "db"}, ports=http)
+    wep(inputs, "node-a", "udp", "198.19.0.7", "caliudp", {"app": "web"},
+        ports=[{"name": "http", "protocol": "UDP", "port": 8080}])  # UDP: not TCP's http
+    wep(inputs, "node-a", "none", "198.19.0.8", "calinone", {"app": "web"})  # no such port
+    put(inputs, "globalnetworkpolicies", doc("GlobalNetworkPolicy", "np", {
+        "selector": "all()", "ingress": [
+            {"action": "Allow", "protocol": "TCP",
+             "destination": {"selector": "app == 'web'", "ports": ["http"]}},
+            {"action": "Allow", "protocol": "UDP", "destination": {"ports": ["dns"]}},
+            {"action": "Deny", "protocol": "TCP", "source": {"notPorts": ["http"]}}]}))
+    cfg = effective(None, None)
+    calc = C.Calc()
+    d = calc.compute(inputs, cfg)
+    web_http = S.named_port_set(parse("app == 'web'"), "tcp", "http")
+    any_dns = S.named_port_set(parse("all()"), "udp", "dns")
+    any_http = S.named_port_set(parse("all()"), "tcp", "http")
+    assert d.ipsets[web_http] == C.IPSet("hash:ip,port", frozenset(
+        {"198.19.0.5,tcp:8080", "198.19.1.5,tcp:80"}))
+    assert d.ipsets[any_dns].members == {"198.19.0.5,udp:53", "198.19.0.6,udp:53"}
+    assert d.ipsets[any_http].members == {"198.19.0.5,tcp:8080", "198.19.1.5,tcp:80",
+                                          "198.19.0.6,tcp:8080"}
+    assert S.selector_set(parse("app == 'web'")) not in d.ipsets  # the named set is filtered
+    assert all(name.startswith("cali40p:") and len(name) == 31
+               for name in (web_http, any_dns, any_http))
+    assert not d.errors
+    # the set follows an endpoint whose port number changes, and one that drops it
+    wep(inputs, "node-b", "web2", "198.19.1.5", "caliweb2", {"app": "web"},
+        ports=[{"name": "http", "protocol": "TCP", "port": 8000}])
+    wep(inputs, "node-a", "web", "198.19.0.5", "caliweb", {"app": "web"})
+    again = calc.compute(inputs, cfg)
+    assert again.ipsets[web_http].members == {"198.19.1.5,tcp:8000"}
+    assert again.ipsets == C.Calc().compute(inputs, cfg).ipsets  # memo or not
 
 
 def test_missing_profile_is_default_drop_and_links_gate_routes():

@@ -1,8 +1,9 @@
 """Rule rendering, table-driven: one Calico v3 rule in → the exact iptables rule
 bodies out (what goes after ``-A <chain>``), for every match the agent
-renders. ipset names are written as ``<s:v1 selector>`` and
-``<n:net,net>`` and expanded with the agent's own naming, so each case
-also checks the v3 → v1 selector rewriting that names the set."""
+renders. ipset names are written as ``<s:v1 selector>``, ``<n:net,net>``
+and ``<p:v1 selector;protocol;port name>`` and expanded with the agent's own
+naming, so each case also checks the v3 → v1 selector rewriting that names
+the set."""
 
 from __future__ import annotations
 
@@ -36,8 +37,11 @@ def expand(line: str) -> str:
         kind, what = m.group(1), m.group(2)
         if kind == "s":
             return S.selector_set(parse(what))
+        if kind == "p":
+            sel, proto, port = what.split(";")
+            return S.named_port_set(parse(sel), proto, port)
         return S.nets_set(tuple(what.split(",")))
-    return re.sub(r"<([sn]):([^>]*)>", name, line)
+    return re.sub(r"<([snp]):([^>]*)>", name, line)
 
 
 def allow(match: str) -> list[str]:
@@ -45,6 +49,11 @@ def allow(match: str) -> list[str]:
 
 
 TCP = {"action": "Allow", "protocol": "TCP"}
+BLOCK_START = "-j MARK --set-xmark 0x0/0xc0000"  # a match block resets both scratch bits
+SET0 = "-j MARK --set-xmark 0x40000/0x40000"
+SET1 = "-j MARK --set-xmark 0x80000/0x80000"
+AND1 = "-m mark --mark 0x0/0x80000 -j MARK --set-xmark 0x0/0x40000"
+NEED0 = "-m mark --mark 0x40000/0x40000"
 CASES: list[tuple[str, dict, str, list[str]]] = [
     # -- actions ------------------------------------------------------------------
     ("allow", {"action": "Allow"}, "", [ACCEPT, RET_ACCEPT]),
@@ -92,10 +101,74 @@ CASES: list[tuple[str, dict, str, list[str]]] = [
     ("seven ranges and a port fit", {**TCP, "destination": {
         "ports": [f"{i}0:{i}9" for i in range(1, 8)] + [99]}}, "",
      allow("-p tcp -m multiport --dports 10:19,20:29,30:39,40:49,50:59,60:69,70:79,99")),
+    # more than one multiport: OR-ed in a match block (Felix's), the rule needs its bit
+    ("sixteen slots: a match block", {**TCP, "destination": {"ports": list(range(1, 17))}},
+     "", [BLOCK_START,
+          f"-p tcp -m multiport --dports {','.join(map(str, range(1, 16)))} {SET0}",
+          f"-p tcp -m multiport --dports 16 {SET0}",
+          f"-p tcp {NEED0} {ACCEPT}", RET_ACCEPT]),
+    ("eight ranges: the eighth starts a piece", {**TCP, "destination": {
+        "ports": [f"{i}0:{i}9" for i in range(1, 9)]}}, "",
+     [BLOCK_START, "-p tcp -m multiport --dports 10:19,20:29,30:39,40:49,50:59,60:69,70:79 "
+      f"{SET0}", f"-p tcp -m multiport --dports 80:89 {SET0}", f"-p tcp {NEED0} {ACCEPT}",
+      RET_ACCEPT]),
+    ("a block on each side: the second ANDs its bit in", {
+        "action": "Deny", "protocol": "UDP", "source": {"ports": list(range(1, 17))},
+        "destination": {"ports": list(range(101, 117))}}, "",
+     [BLOCK_START,
+      f"-p udp -m multiport --sports {','.join(map(str, range(1, 16)))} {SET0}",
+      f"-p udp -m multiport --sports 16 {SET0}",
+      f"-p udp -m multiport --dports {','.join(map(str, range(101, 116)))} {SET1}",
+      f"-p udp -m multiport --dports 116 {SET1}", AND1,
+      f"-p udp {NEED0} -j DROP"]),
+    ("a log rule in a block logs once", {"action": "Log", "protocol": "TCP", "destination": {
+        "ports": list(range(1, 16)) + [15]}}, "",
+     [BLOCK_START, f"-p tcp -m multiport --dports {','.join(map(str, range(1, 16)))} {SET0}",
+      f"-p tcp -m multiport --dports 15 {SET0}", f"-p tcp {NEED0} {LOG}"]),
     ("sixteen negated slots: two matches, all must hold",
      {**TCP, "destination": {"notPorts": list(range(1, 17))}}, "",
      allow("-p tcp -m multiport ! --dports " + ",".join(map(str, range(1, 16)))
            + " -m multiport ! --dports 16")),
+    # -- named ports: hash:ip,port sets per (selector, protocol, name) ------------------------
+    ("a named port", {**TCP, "destination": {"ports": ["http"]}}, "",
+     allow("-p tcp -m set --match-set <p:all();tcp;http> dst,dst")),
+    ("a named port without a protocol is TCP's", {"action": "Deny", "destination": {
+        "ports": ["http"]}}, "", ["-m set --match-set <p:all();tcp;http> dst,dst -j DROP"]),
+    ("a UDP named port", {"action": "Allow", "protocol": "UDP", "destination": {
+        "ports": ["dns"]}}, "", allow("-p udp -m set --match-set <p:all();udp;dns> dst,dst")),
+    ("an SCTP named port by number", {"action": "Allow", "protocol": 132, "destination": {
+        "ports": ["x"]}}, "", allow("-p 132 -m set --match-set <p:all();sctp;x> dst,dst")),
+    ("a source named port", {**TCP, "source": {"ports": ["metrics"]}}, "",
+     allow("-p tcp -m set --match-set <p:all();tcp;metrics> src,src")),
+    ("a named port filtered by the selector, which needs no set of its own",
+     {**TCP, "destination": {"selector": "app == 'web'", "ports": ["http"]}}, "",
+     allow("-p tcp -m set --match-set <p:app == 'web';tcp;http> dst,dst")),
+    ("namespaced: the set is filtered by the namespaced selector",
+     {**TCP, "destination": {"selector": "app == 'web'", "ports": ["http"]}}, "prod",
+     allow("-p tcp -m set --match-set "
+           "<p:projectcalico.org/namespace == 'prod' && app == 'web';tcp;http> dst,dst")),
+    ("named and numeric: a block, and the selector set for the numeric part",
+     {**TCP, "destination": {"selector": "app == 'web'", "ports": [8080, "http"]}}, "",
+     [BLOCK_START, f"-p tcp -m multiport --dports 8080 {SET0}",
+      f"-m set --match-set <p:app == 'web';tcp;http> dst,dst {SET0}",
+      f"-p tcp -m set --match-set <s:app == 'web'> dst {NEED0} {ACCEPT}", RET_ACCEPT]),
+    ("two names: a block, no selector set", {**TCP, "destination": {
+        "selector": "app == 'web'", "ports": ["http", "https", "http"]}}, "",
+     [BLOCK_START, f"-m set --match-set <p:app == 'web';tcp;http> dst,dst {SET0}",
+      f"-m set --match-set <p:app == 'web';tcp;https> dst,dst {SET0}",
+      f"-p tcp {NEED0} {ACCEPT}", RET_ACCEPT]),
+    ("a negated named port", {**TCP, "destination": {"notPorts": ["ssh"]}}, "",
+     allow("-p tcp -m set ! --match-set <p:all();tcp;ssh> dst,dst")),
+    ("negated names, filtered by the positive selector", {"action": "Deny", "protocol": "TCP",
+                                                          "destination": {
+        "selector": "app == 'db'", "notPorts": ["ssh", 22, "admin"]}}, "",
+     ["-p tcp -m set --match-set <s:app == 'db'> dst -m multiport ! --dports 22 "
+      "-m set ! --match-set <p:app == 'db';tcp;ssh> dst,dst "
+      "-m set ! --match-set <p:app == 'db';tcp;admin> dst,dst -j DROP"]),
+    ("named ports on both sides", {**TCP, "source": {"ports": ["client"]},
+                                   "destination": {"ports": ["http"]}}, "",
+     allow("-p tcp -m set --match-set <p:all();tcp;client> src,src "
+           "-m set --match-set <p:all();tcp;http> dst,dst")),
     # -- ICMP type / code, notICMP --------------------------------------------------------
     ("icmp type", {"action": "Allow", "protocol": "ICMP", "icmp": {"type": 8}}, "",
      allow("-p icmp -m icmp --icmp-type 8")),
