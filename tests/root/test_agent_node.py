@@ -144,6 +144,40 @@ def test_policy_matrix_ingress_egress_labels_namespaces_and_changes(lab):
            what="the policies to go")
 
 
+def test_named_port_follows_the_endpoint(lab):
+    """A policy that allows TCP to a named port only: the port the endpoint
+    calls by that name is reached, its other ports are not; when the
+    endpoint's port number changes, the hash:ip,port set follows."""
+    cluster, pods, _ = lab
+    topo = cluster.topo
+    node = node_of(cluster)
+    web, client = pods["web"], pods["client"]
+    w = web.addr
+    cluster.update_endpoint(web, ports=[{"name": "web-alt", "protocol": "TCP", "port": 8080},
+                                        {"name": "web-alt", "protocol": "UDP", "port": 9000}])
+    apply(cluster, NP, "web-named", {"selector": "app == 'web'", "ingress": [
+        {"action": "Allow", "protocol": "TCP", "destination": {"ports": ["web-alt"]}}]},
+          namespace="default")
+    try:
+        settle(lambda: not reach(topo, client, web, 80), what="web-named")
+        got = tcp(topo, client, f"{w}:80", f"{w}:8080", f"{w}:9000")
+        assert got == {f"{w}:80": "", f"{w}:8080": client.addr, f"{w}:9000": ""}
+        sets = topo.exec(node, "ipset", "list", "-o", "save").stdout
+        assert f"{w},tcp:8080" in sets and f"{w},udp:9000" not in sets  # TCP's only
+        assert "hash:ip,port" in sets
+        cluster.update_endpoint(web, ports=[{"name": "web-alt", "protocol": "TCP",
+                                             "port": 9000}])
+        settle(lambda: reach(topo, client, web, 9000), what="the new port number")
+        got = tcp(topo, client, f"{w}:80", f"{w}:8080", f"{w}:9000")
+        assert got == {f"{w}:80": "", f"{w}:8080": "", f"{w}:9000": client.addr}
+        sets = topo.exec(node, "ipset", "list", "-o", "save").stdout
+        assert f"{w},tcp:9000" in sets and f"{w},tcp:8080" not in sets
+    finally:
+        delete(cluster, NP, "web-named", "default")
+        cluster.update_endpoint(web, ports=[])
+    settle(lambda: reach(topo, client, web, 80), what="web-named to go")
+
+
 def test_pass_and_order(lab):
     cluster, pods, _ = lab
     topo = cluster.topo
