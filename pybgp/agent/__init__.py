@@ -13,8 +13,9 @@ Layers, imports pointing down only (pure core, thin shell):
   FelixConfiguration), :mod:`.selectors` (Calico's v3 → v1 selector
   rewriting, ipset names), :mod:`.rules` (one Calico rule → iptables rule
   bodies), :mod:`.inputs` (etcd updates → typed values), :mod:`.calc` (the
-  whole desired dataplane from the inputs), :mod:`.metrics`, and the
-  planning halves of :mod:`.iptables` and :mod:`.ipsets` (read-back
+  whole desired dataplane from the inputs), :mod:`.routegrace` (which
+  workload routes no endpoint explains yet to leave alone for now),
+  :mod:`.metrics`, and the planning halves of :mod:`.iptables` and :mod:`.ipsets` (read-back
   parsing, restore texts);
 - shell: the subprocess halves of :mod:`.iptables` / :mod:`.ipsets`,
   :mod:`.dataplane` (one batched apply: ``ipset restore``, one

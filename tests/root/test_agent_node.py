@@ -316,6 +316,64 @@ def test_interface_that_appears_after_its_endpoint(lab):
     settle(lambda: status() == "", what="the status key to go")
 
 
+def test_a_cni_route_waits_for_its_endpoint(lab):
+    """The route race at pod creation: the CNI plugin writes a pod's
+    ``proto 80`` route before its endpoint. A resync in between keeps it;
+    the endpoint then arrives and the route is never deleted (no flap); a
+    route that nothing explains is deleted once the grace period is over."""
+    from pybgp.agent.routegrace import CLEANUP_GRACE
+    from pybgp.model import KINDS, key_for
+    from pybgp.testing.cluster import resource
+
+    cluster, pods, _ = lab
+    topo = cluster.topo
+    node = node_of(cluster)
+    lost, found = ("caligrace0001", "198.19.250.61"), ("caligrace0002", "198.19.250.62")
+    wep = resource("WorkloadEndpoint", "node--a-k8s-grace-eth0", {
+        "orchestrator": "k8s", "node": "node-a", "pod": "grace", "endpoint": "eth0",
+        "ipNetworks": [f"{found[1]}/32"], "interfaceName": found[0],
+        "mac": "ee:00:00:00:00:62", "profiles": ["kns.default"]}, namespace="default")
+    monitor = topo.popen(node, "ip", "-o", "monitor", "route", stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    try:
+        for i, (iface, ip) in enumerate((lost, found)):  # as the CNI plugin wires a pod
+            topo.ip(node, "link", "add", iface, "type", "veth", "peer", "name", f"grpeer{i}")
+            topo.ip(node, "link", "set", f"grpeer{i}", "up")
+            topo.ip(node, "link", "set", iface, "up")
+            topo.ip(node, "route", "add", f"{ip}/32", "dev", iface, "proto", "80")
+
+        def kept(ip: str) -> bool:
+            return ("keeping a workload route no endpoint explains yet "
+                    f"prefix={ip}/32") in cluster.agent_log("node-a")
+
+        # the links appearing and the 2 s route refresh make the agent read the
+        # routes back; it says it keeps them, and they are there
+        settle(lambda: kept(lost[1]) and kept(found[1]), timeout=CLEANUP_GRACE / 2,
+               what="a route refresh to see the CNI routes")
+        routes = topo.exec(node, "ip", "route", "show", "proto", "80").stdout
+        assert f"{lost[1]} dev {lost[0]}" in routes and f"{found[1]} dev {found[0]}" in routes
+        cluster.store.apply([wep])  # the pod's endpoint, late
+        settle(lambda: "PERMANENT" in topo.exec(node, "ip", "neigh", "show", "dev",
+                                                found[0]).stdout, what="the endpoint")
+        settle(lambda: f"{lost[1]} " not in topo.exec(node, "ip", "route").stdout,
+               timeout=CLEANUP_GRACE + 10, what="the unexplained route to go after the grace")
+        assert ("deleted a workload route no endpoint explains "
+                f"prefix={lost[1]}/32") in cluster.agent_log("node-a")
+        time.sleep(2.5)  # another route refresh, well after the grace period
+        assert f"{found[1]} dev {found[0]} proto 80" in topo.exec(node, "ip", "route").stdout
+    finally:
+        monitor.terminate()
+        seen, _ = monitor.communicate(timeout=10)
+        for iface, _ in (lost, found):
+            topo.ip(node, "link", "del", iface, check=False)
+        wep_key = key_for(KINDS["WorkloadEndpoint"], wep.name, "default")
+        if cluster.kv.get(wep_key) is not None:  # (written unless the test failed first)
+            cluster.store.delete("WorkloadEndpoint", wep.name, "default")
+    deleted = [line for line in seen.splitlines() if line.startswith("Deleted")]
+    assert any(f"{lost[1]} dev {lost[0]}" in line for line in deleted), seen  # it saw that
+    assert not any(f"{found[1]} " in line for line in deleted), "the pod's route flapped"
+
+
 def test_resync_repairs_hand_made_drift(lab):
     cluster, pods, _ = lab
     topo = cluster.topo
