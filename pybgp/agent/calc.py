@@ -13,7 +13,8 @@ Semantics are Felix's (``calc/``, ``rules/``):
   ``labelsToApply`` (the first profile wins), then the endpoint's own labels;
 - a policy applies to a local endpoint whose labels its v1 selector
   matches; doNotTrack/preDNAT policies only apply to host endpoints, which
-  pybgp does not have; order by ``order`` (unset last), then name;
+  pybgp does not have; order by ``order`` (unset last), then by the v1
+  name (``<namespace>/<name>`` for a NetworkPolicy, as libcalico-go names it);
 - per direction: if any applying policy has that type, the tier's policies
   are tried in order (Allow returns at once, Pass skips to the profiles)
   and the end of the tier drops; else — or after a Pass — the profiles are

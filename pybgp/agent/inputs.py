@@ -89,8 +89,10 @@ class Policy:
         return f"np/{self.namespace}/{self.name}" if self.namespace else f"gnp/{self.name}"
 
     @property
-    def sort_key(self) -> tuple[float, str, str]:
-        return (self.order, self.name, self.namespace)
+    def sort_key(self) -> tuple[float, str]:
+        """Felix's order: ``order`` (unset last), then the v1 policy name —
+        ``<namespace>/<name>`` for a NetworkPolicy, ``<name>`` for a global one."""
+        return (self.order, f"{self.namespace}/{self.name}" if self.namespace else self.name)
 
 
 @dataclass(frozen=True)

@@ -206,6 +206,22 @@ def test_calc_orders_policies_and_builds_endpoint_chains():
     assert d.hooks["filter"]["FORWARD"] == "-j cali-FORWARD"
 
 
+def test_equal_orders_tie_break_on_felixs_policy_names():
+    """libcalico-go names a NetworkPolicy ``<namespace>/<name>`` for Felix, and
+    Felix breaks equal orders on that name: GlobalNetworkPolicy ``b`` comes
+    before NetworkPolicy ``default/a``, and ``a`` (global) before both."""
+    inputs = Inputs("node-a")
+    wep(inputs, "node-a", "web", "198.19.0.5", "caliweb", {"app": "web"})
+    for kind, plural, name, ns in (("NetworkPolicy", "networkpolicies", "a", "default"),
+                                   ("GlobalNetworkPolicy", "globalnetworkpolicies", "b", None),
+                                   ("GlobalNetworkPolicy", "globalnetworkpolicies", "a", None),
+                                   ("NetworkPolicy", "networkpolicies", "0", "default")):
+        meta = {"namespace": ns} if ns else {}
+        put(inputs, plural, doc(kind, name, {"order": 5, "selector": "all()"}, **meta), ns)
+    plan = C.Calc().compute(inputs, effective(None, None)).endpoints["caliweb"]
+    assert [p.id for p in plan.ingress] == ["gnp/a", "gnp/b", "np/default/0", "np/default/a"]
+
+
 def test_calc_is_the_same_fresh_or_memoised():
     inputs = build()
     cfg = effective(None, None)
