@@ -128,7 +128,7 @@ class Calc:
         self._labels: dict[tuple[Labels, str, tuple[str, ...], int], Labels] = {}
         self._dicts: dict[Labels, dict[str, str]] = {}
         self._matches: dict[tuple[Selector, Labels], bool] = {}
-        self._applying: dict[tuple[Labels, int], tuple[Policy, ...]] = {}
+        self._applying: dict[tuple[Labels, int, int], tuple[Policy, ...]] = {}
         self._policy_chains: dict[Policy, tuple[Lines | None, Lines | None]] = {}
         self._profile_chains: dict[Profile, tuple[Lines, Lines]] = {}
         self._endpoint_chains: dict[tuple[object, ...], tuple[Lines, Lines]] = {}
@@ -162,8 +162,8 @@ class Calc:
 
     def applying(self, labels: Labels, inputs: Inputs) -> tuple[Policy, ...]:
         """The policies that apply to endpoints with ``labels``, in order."""
-        key = (labels, inputs.generation["networkpolicies"]
-               + inputs.generation["globalnetworkpolicies"] * 1_000_003)
+        key = (labels, inputs.generation["networkpolicies"],
+               inputs.generation["globalnetworkpolicies"])
         got = self._applying.get(key)
         if got is None:
             found = [p for p in inputs.policies.values()

@@ -277,6 +277,21 @@ def test_named_port_sets_hold_ip_proto_port_of_matching_endpoints():
     assert again.ipsets == C.Calc().compute(inputs, cfg).ipsets  # memo or not
 
 
+def test_memo_of_applying_policies_never_mixes_generations():
+    """The memo was keyed on np + gnp * 1_000_003 generations: 1_000_003
+    NetworkPolicy changes looked like one GlobalNetworkPolicy change."""
+    inputs = Inputs("node-a")
+    wep(inputs, "node-a", "web", "198.19.0.5", "caliweb", {"app": "web"})
+    calc, cfg = C.Calc(), effective(None, None)
+    inputs.generation["globalnetworkpolicies"] = 1
+    assert calc.compute(inputs, cfg).endpoints["caliweb"].ingress == ()
+    put(inputs, "networkpolicies", doc("NetworkPolicy", "p", {"selector": "all()"},
+                                       namespace="default"), "default")
+    inputs.generation["networkpolicies"] = 1_000_003
+    inputs.generation["globalnetworkpolicies"] = 0
+    assert [p.name for p in calc.compute(inputs, cfg).endpoints["caliweb"].ingress] == ["p"]
+
+
 def test_missing_profile_is_default_drop_and_links_gate_routes():
     inputs = Inputs("node-a")
     wep(inputs, "node-a", "x", "198.19.0.9", "calix", profiles=["nope"])
