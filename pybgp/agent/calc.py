@@ -379,7 +379,7 @@ class Calc:
         sets = out.ipsets
         for name, what in wanted.items():
             if isinstance(what, tuple):  # kind n
-                sets[name] = IPSet(IPSET_TYPE, frozenset(_host(n) for n in what))
+                sets[name] = IPSet(IPSET_TYPE, _members(what))
                 continue
             if isinstance(what, R.NamedPort):  # kind p
                 sets[name] = IPSet(NAMED_PORT_IPSET_TYPE, frozenset(
@@ -395,8 +395,8 @@ class Calc:
                         members.update(ep.ipv4)
             sets[name] = IPSet(IPSET_TYPE, frozenset(members))
         v4pools = [p for p in inputs.pools.values() if ":" not in p.cidr]
-        sets[MASQ_POOLS] = IPSet(IPSET_TYPE, frozenset(p.cidr for p in v4pools if p.nat_outgoing))
-        sets[ALL_POOLS] = IPSet(IPSET_TYPE, frozenset(p.cidr for p in v4pools))
+        sets[MASQ_POOLS] = IPSet(IPSET_TYPE, _members(p.cidr for p in v4pools if p.nat_outgoing))
+        sets[ALL_POOLS] = IPSet(IPSET_TYPE, _members(p.cidr for p in v4pools))
         if len(sets) > MAX_IPSETS:
             out.errors.append(f"{len(sets)} ipsets wanted; the kernel allows {MAX_IPSETS} per "
                               "network namespace (identical selectors share one set)")
@@ -421,9 +421,17 @@ class Calc:
                 f"/proc/sys/net/ipv4/neigh/{iface}/proxy_delay": "0"})
 
 
-def _host(net: str) -> str:
-    """ipset's spelling of a net: a host route without its /32."""
-    return net[:-3] if net.endswith("/32") else net
+def _members(nets: Iterable[str]) -> frozenset[str]:
+    """Members of a ``hash:net`` set, as ipset spells them: a host without its
+    /32, and ``0.0.0.0/0`` — which hash:net refuses, failing the whole
+    ``ipset restore`` — as its two halves."""
+    out: set[str] = set()
+    for net in nets:
+        if net == "0.0.0.0/0":
+            out.update(("0.0.0.0/1", "128.0.0.0/1"))
+        else:
+            out.add(net[:-3] if net.endswith("/32") else net)
+    return frozenset(out)
 
 
 def endpoint_chain(direction: str, policies: tuple[Policy, ...], profiles: tuple[str, ...],

@@ -422,6 +422,26 @@ def test_invalid_policy_is_reported_and_skipped(lab):
     settle(lambda: reach(topo, other, web, 80), what="web-80 to go")
 
 
+def test_rules_the_kernel_would_refuse_do_not_stop_the_agent(lab):
+    """ICMPv6 by number with a type (``-p 58 -m icmp`` fails iptables-restore)
+    and a set of nets holding 0.0.0.0/0 (hash:net refuses /0) are valid Calico:
+    the policy applies, and the agent goes on applying."""
+    cluster, pods, _ = lab
+    topo = cluster.topo
+    client, sink = pods["client"], pods["sink"]
+    apply(cluster, GNP, "odd-rules", {"selector": "app == 'sink'", "ingress": [
+        {"action": "Allow", "protocol": 58, "icmp": {"type": 128}},
+        {"action": "Allow", "protocol": "TCP", "source": {"nets": ["0.0.0.0/0", "10.99.0.0/16"]},
+         "destination": {"ports": [7000]}}]})
+    try:
+        settle(lambda: not ping(topo, client, sink), what="odd-rules")
+        assert reach(topo, client, sink, 7000)
+        assert http_get(topo, node_of(cluster), 9099, "/readiness")[0] == 200
+    finally:
+        delete(cluster, GNP, "odd-rules")
+    settle(lambda: ping(topo, client, sink), what="odd-rules to go")
+
+
 def test_failsafe_host_ports_stay_open_under_deny_all(lab):
     cluster, pods, outside = lab
     topo = cluster.topo

@@ -373,3 +373,12 @@ def test_a_set_of_nets_is_what_ipset_save_reads_back():
                                 f"add {name} 10.0.0.0/8\nadd {name} 198.19.0.7\n"))
     assert sync.plan_adds({name: ipsets.KernelSet("hash:net", desired.ipsets[name].members)}) \
         == ""
+
+
+def test_a_set_with_the_whole_ipv4_space_holds_its_two_halves():
+    """hash:net refuses 0.0.0.0/0 and the whole ``ipset restore`` with it: one
+    policy listing it among several nets stopped every apply of the agent."""
+    desired = _one_endpoint_with({"name": "all", "selector": "all()", "ingress": [
+        {"action": "Allow", "source": {"nets": ["10.0.0.0/8", "0.0.0.0/0"]}}]}, whole=True)
+    name = S.nets_set(("0.0.0.0/0", "10.0.0.0/8"))
+    assert desired.ipsets[name].members == {"0.0.0.0/1", "128.0.0.0/1", "10.0.0.0/8"}
