@@ -125,8 +125,9 @@ class Inputs:
         had_error = self.errors.pop(key, None) is not None
         try:
             plural = self._apply(key, value)
-        except (ValidationError, ValueError, KeyError, TypeError) as exc:
-            self.errors[key] = str(exc)
+        except Exception as exc:  # any value, however broken, is this key's problem only
+            known = isinstance(exc, (ValidationError, ValueError, KeyError, TypeError))
+            self.errors[key] = str(exc) if known else f"{type(exc).__name__}: {exc}"
             plural = self._forget(key)
             return plural
         return plural if plural or not had_error else None

@@ -134,6 +134,16 @@ def test_inputs_skip_invalid_values_and_forget_the_old_one():
     assert "stored under the key" in inputs.errors[key]
 
 
+def test_inputs_survive_a_value_that_breaks_the_json_decoder():
+    """A JSON document nested deeper than Python's recursion limit raised
+    RecursionError out of the syncer callback, which stopped the agent."""
+    inputs = Inputs("node-a")
+    key, _ = put(inputs, "globalnetworkpolicies", doc("GlobalNetworkPolicy", "p", {
+        "selector": "all()"}))
+    assert inputs.apply(key, b'{"a":' * 100_000) == "globalnetworkpolicies"
+    assert key not in inputs.policies and inputs.errors[key].startswith("RecursionError")
+
+
 def test_inputs_felix_configuration_and_unchanged_updates():
     inputs = Inputs("node-a")
     _, changed = put(inputs, "felixconfigurations", doc("FelixConfiguration", "node.node-a", {
