@@ -133,11 +133,16 @@ class Dataplane:
                 text.append(body)
                 plans.append((table, name, write, delete))
         proc = None
+        iptables_ok = True
         if text:
             report.iptables_calls += 1
-            proc = ipt.start_restore("".join(text))
+            try:
+                proc = ipt.start_restore("".join(text))
+            except KernelError as exc:
+                iptables_ok = False
+                report.iptables_errors += 1
+                report.errors.append(str(exc))
         self._kernel(desired, report)  # while iptables-restore works
-        iptables_ok = True
         if proc is not None:
             try:
                 ipt.finish_restore(proc)

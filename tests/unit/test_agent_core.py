@@ -444,3 +444,24 @@ def test_metrics_render_prometheus_text():
 def test_hash_read_with_or_without_quotes(text):
     assert ipt.parse_save(f"*filter\n{text}\nCOMMIT\n")["filter"].chains["cali-x"] == [
         "abcdefghijklmnop"]
+
+
+def test_the_shell_turns_every_tool_failure_into_a_kernel_error(tmp_path, monkeypatch):
+    """A hung or missing ipset / iptables-save raised TimeoutExpired or
+    FileNotFoundError out of the apply, which stopped the agent; a
+    KernelError is reported and retried. (Stand-ins on PATH, no root.)"""
+    from pybgp.errors import KernelError
+
+    slow = tmp_path / "ipset"
+    slow.write_text("#!/bin/sh\nexec /bin/sleep 30\n")
+    slow.chmod(0o755)
+    failing = tmp_path / "iptables-save"
+    failing.write_text("#!/bin/sh\necho 'no table' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(KernelError, match="ipset save took longer than 0.2s"):
+        ips.save(timeout=0.2)
+    with pytest.raises(KernelError, match="iptables-save failed: no table"):
+        ipt.save()
+    with pytest.raises(KernelError, match="iptables-restore failed to start"):
+        ipt.start_restore("*filter\nCOMMIT\n")
