@@ -49,18 +49,19 @@ def prefixed(sel: Selector, prefix: str) -> Selector:
     return sel  # all(), global()
 
 
-def _namespaces_only(sel: Selector) -> Selector:
-    """A rule's namespaceSelector: ``all()`` = any namespace, ``global()`` = none."""
+def _namespaces_only(sel: Selector, label: str = LABEL_NAMESPACE) -> Selector:
+    """A rule's namespaceSelector: ``all()`` = any namespace, ``global()`` = none
+    (with ``label`` the service account label: the same for service accounts)."""
     if isinstance(sel, All):
-        return Has(LABEL_NAMESPACE)
+        return Has(label)
     if isinstance(sel, Global):
-        return Not(Has(LABEL_NAMESPACE))
+        return Not(Has(label))
     if isinstance(sel, Not):
-        return Not(_namespaces_only(sel.operand))
+        return Not(_namespaces_only(sel.operand, label))
     if isinstance(sel, And):
-        return And(tuple(_namespaces_only(op) for op in sel.operands))
+        return And(tuple(_namespaces_only(op, label) for op in sel.operands))
     if isinstance(sel, Or):
-        return Or(tuple(_namespaces_only(op) for op in sel.operands))
+        return Or(tuple(_namespaces_only(op, label) for op in sel.operands))
     return sel
 
 
@@ -108,14 +109,19 @@ def entity_selector(namespace_selector: str, selector: str, sa: Selector | None,
 
 def policy_selector(selector: str, *, namespace: str = "", namespace_selector: str = "",
                     service_account_selector: str = "") -> Selector:
-    """Which endpoints a policy applies to (Calico's v1 policy selector)."""
+    """Which endpoints a policy applies to (Calico's v1 policy selector). For
+    a GlobalNetworkPolicy (no ``namespace``) libcalico-go reads ``all()`` in
+    its namespaceSelector as "in some namespace" and in its
+    serviceAccountSelector as "has a service account"."""
     sel: Selector = parse(selector) if selector else All()
     if namespace:
         sel = And((sel, in_namespace(namespace)))
     if namespace_selector:
-        sel = And((sel, prefixed(parse(namespace_selector), NAMESPACE_PREFIX)))
+        ns_sel = prefixed(parse(namespace_selector), NAMESPACE_PREFIX)
+        sel = And((sel, ns_sel if namespace else _namespaces_only(ns_sel)))
     if service_account_selector:
-        sel = And((sel, prefixed(parse(service_account_selector), SERVICE_ACCOUNT_PREFIX)))
+        sa_sel = prefixed(parse(service_account_selector), SERVICE_ACCOUNT_PREFIX)
+        sel = And((sel, sa_sel if namespace else _namespaces_only(sa_sel, LABEL_SERVICE_ACCOUNT)))
     return sel
 
 

@@ -67,6 +67,21 @@ def test_namespaced_rule_selectors_follow_libcalico():
         "(projectcalico.org/serviceaccount in {'sa1'} && pcsa.role == 'x')"
 
 
+def test_global_policy_all_means_in_a_namespace_or_with_a_service_account():
+    """libcalico-go rewrites all() in a GlobalNetworkPolicy's namespaceSelector
+    to has(projectcalico.org/namespace) and in its serviceAccountSelector to
+    has(projectcalico.org/serviceaccount); a NetworkPolicy's is left alone."""
+    ns_any = S.policy_selector("", namespace_selector="all()")
+    assert str(ns_any) == "(all() && has(projectcalico.org/namespace))"
+    assert not ns_any.matches({"app": "a"})
+    assert ns_any.matches({"projectcalico.org/namespace": "x"})
+    sa_any = S.policy_selector("app == 'a'", service_account_selector="all()")
+    assert not sa_any.matches({"app": "a"})
+    assert sa_any.matches({"app": "a", "projectcalico.org/serviceaccount": "sa"})
+    assert S.policy_selector("", namespace="ns", service_account_selector="all()").matches(
+        {"projectcalico.org/namespace": "ns"})
+
+
 def test_policy_selector_and_ipset_names():
     sel = S.policy_selector("app == 'a'", namespace="ns1")
     assert sel.matches({"app": "a", "projectcalico.org/namespace": "ns1"})
