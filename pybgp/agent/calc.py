@@ -41,7 +41,10 @@ from pybgp.agent.config import Config
 from pybgp.agent.inputs import Endpoint, Inputs, Labels, Policy, Profile
 from pybgp.model.selector import Selector
 
-MAX_IPSETS = 256  # CONFIG_IP_SET_MAX: per network namespace
+#: ipsets per network namespace: the kernel starts its table at CONFIG_IP_SET_MAX
+#: (256) and grows it on demand up to IPSET_INVALID_ID (measured on 6.18: 2000 sets
+#: in one namespace, no error), so 256 is not a limit.
+MAX_IPSETS = 65535
 IPSET_TYPE = "hash:net"
 NAMED_PORT_IPSET_TYPE = "hash:ip,port"  # members "ip,proto:port", as Felix's
 Wanted = dict[str, R.IPSetWhat]  # ipset name → what it holds, from BRule.ipsets

@@ -317,6 +317,18 @@ def test_memo_of_applying_policies_never_mixes_generations():
     assert [p.name for p in calc.compute(inputs, cfg).endpoints["caliweb"].ingress] == ["p"]
 
 
+def test_more_than_256_ipsets_is_no_error():
+    """CONFIG_IP_SET_MAX (256) is where the kernel's table starts, not a limit
+    (it grows on demand): 300 selectors are no calculation error."""
+    inputs = Inputs("node-a")
+    wep(inputs, "node-a", "web", "198.19.0.5", "caliweb", {"app": "web"})
+    put(inputs, "globalnetworkpolicies", doc("GlobalNetworkPolicy", "many", {
+        "selector": "all()", "ingress": [{"action": "Allow", "source": {
+            "selector": f"app == 'a{i}'"}} for i in range(300)]}))
+    d = C.Calc().compute(inputs, effective(None, None))
+    assert len(d.ipsets) == 302 and d.errors == []
+
+
 def test_missing_profile_is_default_drop_and_links_gate_routes():
     inputs = Inputs("node-a")
     wep(inputs, "node-a", "x", "198.19.0.9", "calix", profiles=["nope"])
