@@ -104,11 +104,18 @@ class ProcessRecord:
 def wait_gone(records: list[ProcessRecord], timeout: float) -> bool:
     """Wait (bounded) until none of ``records`` runs; reaps those that are our children."""
     end = time.monotonic() + timeout
-    while True:
+
+    def reap() -> None:
         for r in records:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(r.pid, os.WNOHANG)
+
+    while True:
+        reap()
         if not any(r.alive() for r in records):
+            # A child that died after the reap above is a zombie now (not
+            # alive, but its PID still exists): reap it too.
+            reap()
             return True
         if time.monotonic() >= end:
             return False
