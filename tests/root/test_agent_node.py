@@ -18,6 +18,7 @@ from agent_net import (
     PROBE,
     apply,
     cali_rules,
+    cali_rules_in,
     delete,
     fresh_cluster,
     http_get,
@@ -380,9 +381,11 @@ def test_resync_repairs_hand_made_drift(lab):
     node = node_of(cluster)
     web = pods["web"]
     before = cali_rules(topo, node)
-    topo.exec(node, "iptables", "-D", "cali-FORWARD", "4")  # "policy accepted: ACCEPT"
-    topo.exec(node, "iptables", "-t", "raw", "-D", "PREROUTING", "1")  # a hook rule
-    assert cali_rules(topo, node) < before
+    # both deletions and the read-back in one go: the 2 s refresh may repair
+    # them at any moment after (that is what this test is for)
+    after = topo.exec(node, "sh", "-c", "iptables -D cali-FORWARD 4 && "  # policy accepted
+                      "iptables -t raw -D PREROUTING 1 && iptables-save").stdout  # a hook rule
+    assert cali_rules_in(after) < before
     topo.ip(node, "route", "del", f"{web.addr}/32", "dev", web.host_iface)
     topo.exec(node, "ipset", "flush", "cali40all-ipam-pools")
     settle(lambda: cali_rules(topo, node) == before, what="the iptables refresh")
