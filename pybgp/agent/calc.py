@@ -13,14 +13,17 @@ Semantics are Felix's (``calc/``, ``rules/``):
   ``labelsToApply`` (the first profile wins), then the endpoint's own labels;
 - a policy applies to a local endpoint whose labels its v1 selector
   matches; doNotTrack/preDNAT policies only apply to host endpoints, which
-  pybgp does not have; order by ``order`` (unset last), then name;
+  pybgp does not have; order by ``order`` (unset last), then by the v1
+  name (``<namespace>/<name>`` for a NetworkPolicy, as libcalico-go names it);
 - per direction: if any applying policy has that type, the tier's policies
   are tried in order (Allow returns at once, Pass skips to the profiles)
   and the end of the tier drops; else — or after a Pass — the profiles are
   tried, and "no profile matched" drops. A profile that does not exist is a
   default-drop profile, as in Felix;
 - selectors in rules become ipsets of the matching endpoints' addresses,
-  over every endpoint of the cluster; identical selectors share one set.
+  over every endpoint of the cluster; identical selectors share one set;
+  a named port becomes a ``hash:ip,port`` set of the matching endpoints'
+  ``ip,proto:port`` for their port of that name and protocol.
 
 Everything here is recomputed from the inputs on each call; the memo tables
 (label sets, selector matches, rendered chains) only save work: a fresh
@@ -38,8 +41,13 @@ from pybgp.agent.config import Config
 from pybgp.agent.inputs import Endpoint, Inputs, Labels, Policy, Profile
 from pybgp.model.selector import Selector
 
-MAX_IPSETS = 256  # CONFIG_IP_SET_MAX: per network namespace
+#: ipsets per network namespace: the kernel starts its table at CONFIG_IP_SET_MAX
+#: (256) and grows it on demand up to IPSET_INVALID_ID (measured on 6.18: 2000 sets
+#: in one namespace, no error), so 256 is not a limit.
+MAX_IPSETS = 65535
 IPSET_TYPE = "hash:net"
+NAMED_PORT_IPSET_TYPE = "hash:ip,port"  # members "ip,proto:port", as Felix's
+Wanted = dict[str, R.IPSetWhat]  # ipset name → what it holds, from BRule.ipsets
 MASQ_POOLS = "cali40masq-ipam-pools"
 ALL_POOLS = "cali40all-ipam-pools"
 DISPATCH_SPLIT = 16  # more endpoints than this: one child dispatch chain per next character
@@ -123,7 +131,7 @@ class Calc:
         self._labels: dict[tuple[Labels, str, tuple[str, ...], int], Labels] = {}
         self._dicts: dict[Labels, dict[str, str]] = {}
         self._matches: dict[tuple[Selector, Labels], bool] = {}
-        self._applying: dict[tuple[Labels, int], tuple[Policy, ...]] = {}
+        self._applying: dict[tuple[Labels, int, int], tuple[Policy, ...]] = {}
         self._policy_chains: dict[Policy, tuple[Lines | None, Lines | None]] = {}
         self._profile_chains: dict[Profile, tuple[Lines, Lines]] = {}
         self._endpoint_chains: dict[tuple[object, ...], tuple[Lines, Lines]] = {}
@@ -157,8 +165,8 @@ class Calc:
 
     def applying(self, labels: Labels, inputs: Inputs) -> tuple[Policy, ...]:
         """The policies that apply to endpoints with ``labels``, in order."""
-        key = (labels, inputs.generation["networkpolicies"]
-               + inputs.generation["globalnetworkpolicies"] * 1_000_003)
+        key = (labels, inputs.generation["networkpolicies"],
+               inputs.generation["globalnetworkpolicies"])
         got = self._applying.get(key)
         if got is None:
             found = [p for p in inputs.policies.values()
@@ -206,7 +214,7 @@ class Calc:
                                                    missing, up)
 
         filt = out.chains["filter"]
-        wanted_sets: dict[str, tuple[str, Selector | tuple[str, ...]]] = {}
+        wanted_sets: Wanted = {}
         for policy, directions in used_policies.items():
             chain_in, chain_out = self._policy(policy)
             for direction, lines, brules in (("in", chain_in, policy.ingress),
@@ -268,11 +276,10 @@ class Calc:
         return got
 
     @staticmethod
-    def _want_sets(brules: Iterable[R.BRule],
-                   wanted: dict[str, tuple[str, Selector | tuple[str, ...]]]) -> None:
+    def _want_sets(brules: Iterable[R.BRule], wanted: Wanted) -> None:
         for br in brules:
-            for name, kind, what in br.ipsets():
-                wanted[name] = (kind, what)
+            for name, _kind, what in br.ipsets():
+                wanted[name] = what
 
     def _endpoint(self, plan: EndpointPlan, allow: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         key = (plan.endpoint.iface, tuple(p.id for p in plan.ingress),
@@ -371,14 +378,19 @@ class Calc:
         })
 
     def _ipsets(self, out: Desired, inputs: Inputs, groups: dict[Labels, list[Endpoint]],
-                wanted: dict[str, tuple[str, Selector | tuple[str, ...]]]) -> None:
+                wanted: Wanted) -> None:
         sets = out.ipsets
-        for name, (kind, what) in wanted.items():
-            if kind == "n":
-                assert isinstance(what, tuple)
-                sets[name] = IPSet(IPSET_TYPE, frozenset(_host(n) for n in what))
+        for name, what in wanted.items():
+            if isinstance(what, tuple):  # kind n
+                sets[name] = IPSet(IPSET_TYPE, _members(what))
                 continue
-            assert isinstance(what, Selector)
+            if isinstance(what, R.NamedPort):  # kind p
+                sets[name] = IPSet(NAMED_PORT_IPSET_TYPE, frozenset(
+                    f"{ip},{what.proto}:{number}"
+                    for labels, eps in groups.items() if self.matches(what.selector, labels)
+                    for ep in eps for pname, proto, number in ep.ports
+                    if pname == what.name and proto == what.proto for ip in ep.ipv4))
+                continue
             members: set[str] = set()
             for labels, eps in groups.items():
                 if self.matches(what, labels):
@@ -386,8 +398,8 @@ class Calc:
                         members.update(ep.ipv4)
             sets[name] = IPSet(IPSET_TYPE, frozenset(members))
         v4pools = [p for p in inputs.pools.values() if ":" not in p.cidr]
-        sets[MASQ_POOLS] = IPSet(IPSET_TYPE, frozenset(p.cidr for p in v4pools if p.nat_outgoing))
-        sets[ALL_POOLS] = IPSet(IPSET_TYPE, frozenset(p.cidr for p in v4pools))
+        sets[MASQ_POOLS] = IPSet(IPSET_TYPE, _members(p.cidr for p in v4pools if p.nat_outgoing))
+        sets[ALL_POOLS] = IPSet(IPSET_TYPE, _members(p.cidr for p in v4pools))
         if len(sets) > MAX_IPSETS:
             out.errors.append(f"{len(sets)} ipsets wanted; the kernel allows {MAX_IPSETS} per "
                               "network namespace (identical selectors share one set)")
@@ -412,9 +424,17 @@ class Calc:
                 f"/proc/sys/net/ipv4/neigh/{iface}/proxy_delay": "0"})
 
 
-def _host(net: str) -> str:
-    """ipset's spelling of a net: a host route without its /32."""
-    return net[:-3] if net.endswith("/32") else net
+def _members(nets: Iterable[str]) -> frozenset[str]:
+    """Members of a ``hash:net`` set, as ipset spells them: a host without its
+    /32, and ``0.0.0.0/0`` — which hash:net refuses, failing the whole
+    ``ipset restore`` — as its two halves."""
+    out: set[str] = set()
+    for net in nets:
+        if net == "0.0.0.0/0":
+            out.update(("0.0.0.0/1", "128.0.0.0/1"))
+        else:
+            out.add(net[:-3] if net.endswith("/32") else net)
+    return frozenset(out)
 
 
 def endpoint_chain(direction: str, policies: tuple[Policy, ...], profiles: tuple[str, ...],

@@ -90,6 +90,7 @@ class AgentDaemon:
         self.last_report: Report | None = None
         self.failures = 0
         self.retry: asyncio.TimerHandle | None = None
+        self.recheck: asyncio.TimerHandle | None = None  # a spared route's grace ends
         self.status = StatusReporter(EtcdClient(opts.etcd), opts.node)
         self.status_busy = False
         self.status_pending: dict[str, bytes] | None = None
@@ -291,6 +292,12 @@ class AgentDaemon:
                 chains_written=report.chains_written, chains_deleted=report.chains_deleted,
                 routes=report.route_writes, neighbours=report.neighbour_writes,
                 sysctls=report.sysctl_writes, seconds=f"{report.seconds:.3f}"))
+        if report.recheck_at is not None:
+            assert self.loop is not None
+            if self.recheck is not None:
+                self.recheck.cancel()
+            delay = max(0.0, report.recheck_at - time.monotonic()) + 0.05
+            self.recheck = self.loop.call_later(delay, self._mark_dirty)
         self._report_status(desired_status(self.opts.node, desired.endpoints.values()))
 
     def _reconfigure(self, cfg: Config) -> None:

@@ -8,6 +8,11 @@ number the CNI plugin writes), PERMANENT neighbour entries and interface
 sysctls are written over netlink and /proc — then, once iptables stopped
 using them, a second ``ipset restore`` destroys unwanted sets.
 
+A route of ours (protocol 80) that no endpoint explains is not swept at
+once: the CNI plugin writes a pod's route before its endpoint, so it is
+spared for a grace period (:mod:`.routegrace`, Felix's 10 s), and the
+report says when to apply again to sweep it.
+
 What the kernel holds is known from the last read-back (``iptables-save``,
 ``ipset save``, a route and a neighbour dump) plus the writes since; a
 refresh (:meth:`refresh`) re-reads it, so the next apply repairs any drift.
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 from pybgp.agent import ipsets as ipsets_mod
 from pybgp.agent import iptables as ipt
 from pybgp.agent.calc import TABLES, Desired
+from pybgp.agent.routegrace import CLEANUP_GRACE, RouteGrace
 from pybgp.errors import KernelError
 from pybgp.kernel_sync import links
 from pybgp.kernel_sync.desired import RTPROT_FELIX, KRoute, NextHop
@@ -53,6 +59,8 @@ class Report:
     sysctl_writes: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: When a spared workload route's grace period ends (monotonic): apply again then.
+    recheck_at: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -60,11 +68,15 @@ class Report:
 
 
 class Dataplane:
-    def __init__(self, interface_prefix: str = "cali") -> None:
+    def __init__(self, interface_prefix: str = "cali", grace: float = CLEANUP_GRACE) -> None:
         self.prefix = interface_prefix
         self.tables = {t: ipt.TableSync(t) for t in TABLES}
         self.sets = ipsets_mod.IpsetSync()
         self.routes = KernelSync(protocol=RTPROT_FELIX)
+        # The CNI plugin's route for a pod whose endpoint is not written yet
+        # is ours by its mark; it is spared for a grace period, not swept.
+        self.grace = RouteGrace(grace, interface_prefix)
+        self.routes.spare = lambda r: self.grace.spare(r.prefix, _dev(r))
         self.rtnl = Rtnl()
         self.neighbours: dict[tuple[str, str], str] | None = None  # None: dump first
         self.sysctls: dict[str, str] = {}  # path → value known to be there
@@ -121,11 +133,16 @@ class Dataplane:
                 text.append(body)
                 plans.append((table, name, write, delete))
         proc = None
+        iptables_ok = True
         if text:
             report.iptables_calls += 1
-            proc = ipt.start_restore("".join(text))
+            try:
+                proc = ipt.start_restore("".join(text))
+            except KernelError as exc:
+                iptables_ok = False
+                report.iptables_errors += 1
+                report.errors.append(str(exc))
         self._kernel(desired, report)  # while iptables-restore works
-        iptables_ok = True
         if proc is not None:
             try:
                 ipt.finish_restore(proc)
@@ -161,30 +178,48 @@ class Dataplane:
 
     # -- routes, neighbours, sysctls ---------------------------------------------------
     def _kernel(self, desired: Desired, report: Report) -> None:
-        self.routes.set_desired(
-            KRoute(prefix, "unicast", (NextHop(dev=iface),), RTPROT_FELIX)
-            for prefix, iface in desired.routes.items())
         try:
-            result = self.routes.resync() if self.routes.needs_resync else self.routes.apply()
+            linkmap = self.rtnl.links()
         except OSError as exc:
-            report.errors.append(f"routes: {exc}")
-            self.routes.needs_resync = True
-        else:
-            report.route_writes += len(result.done)
-            for err in result.errors:
-                if err.errno not in (errno.ENODEV, errno.ENETDOWN):
-                    report.errors.append(f"route {err}")
-            if result.errors:
-                self.routes.needs_resync = True
+            report.errors.append(f"links: {exc}")
+            return
+        self._routes(desired, report, {name: v[0] for name, v in linkmap.items()})
         try:
-            self._neighbours(desired, report)
+            self._neighbours(desired, report, linkmap)
         except OSError as exc:
             report.errors.append(f"neighbours: {exc}")
             self.neighbours = None
         self._sysctls(desired, report)
 
-    def _neighbours(self, desired: Desired, report: Report) -> None:
-        linkmap = self.rtnl.links()
+    def _routes(self, desired: Desired, report: Report, links: dict[str, int]) -> None:
+        self.routes.set_desired(
+            KRoute(prefix, "unicast", (NextHop(dev=iface),), RTPROT_FELIX)
+            for prefix, iface in desired.routes.items())
+        grace = self.grace
+        grace.observe(links, desired.endpoints.keys(), time.monotonic())
+        try:
+            result = self.routes.resync() if self.routes.needs_resync else self.routes.apply()
+        except OSError as exc:
+            report.errors.append(f"routes: {exc}")
+            self.routes.needs_resync = True
+            return
+        report.route_writes += len(result.done)
+        for err in result.errors:
+            if err.errno not in (errno.ENODEV, errno.ENETDOWN):
+                report.errors.append(f"route {err}")
+        if result.errors:
+            self.routes.needs_resync = True
+        for prefix, iface in grace.take_new():
+            log.info("keeping a workload route no endpoint explains yet prefix=%s iface=%s "
+                     "grace=%gs", prefix, iface, grace.period)
+        for op, route in result.done:
+            if op == "delete":
+                log.info("deleted a workload route no endpoint explains prefix=%s iface=%s",
+                         route.prefix, _dev(route))
+        report.recheck_at = grace.settle((r.prefix, _dev(r)) for r in self.routes.strays())
+
+    def _neighbours(self, desired: Desired, report: Report,
+                    linkmap: dict[str, tuple[int, str, bool]]) -> None:
         index = {name: v[0] for name, v in linkmap.items()}
         if self.neighbours is None:
             names = {v[0]: name for name, v in linkmap.items()}
@@ -241,3 +276,8 @@ class Dataplane:
                 continue  # the interface went away; its endpoint waits for it
             except OSError as exc:
                 report.errors.append(f"sysctl {path}: {exc}")
+
+
+def _dev(route: KRoute) -> str | int | None:
+    """The interface of a device route (a name, or an index the kernel did not name)."""
+    return route.nexthops[0].dev if len(route.nexthops) == 1 else None

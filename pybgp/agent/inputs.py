@@ -57,6 +57,7 @@ class Endpoint:
     nats: tuple[tuple[str, str], ...] = ()  # (internal, external)
     allow_spoofed: tuple[str, ...] = ()
     service_account: str = ""
+    ports: tuple[tuple[str, str, int], ...] = ()  # named ports: (name, tcp|udp|sctp, port)
 
     @property
     def ipv4(self) -> tuple[str, ...]:
@@ -88,8 +89,10 @@ class Policy:
         return f"np/{self.namespace}/{self.name}" if self.namespace else f"gnp/{self.name}"
 
     @property
-    def sort_key(self) -> tuple[float, str, str]:
-        return (self.order, self.name, self.namespace)
+    def sort_key(self) -> tuple[float, str]:
+        """Felix's order: ``order`` (unset last), then the v1 policy name —
+        ``<namespace>/<name>`` for a NetworkPolicy, ``<name>`` for a global one."""
+        return (self.order, f"{self.namespace}/{self.name}" if self.namespace else self.name)
 
 
 @dataclass(frozen=True)
@@ -122,8 +125,9 @@ class Inputs:
         had_error = self.errors.pop(key, None) is not None
         try:
             plural = self._apply(key, value)
-        except (ValidationError, ValueError, KeyError, TypeError) as exc:
-            self.errors[key] = str(exc)
+        except Exception as exc:  # any value, however broken, is this key's problem only
+            known = isinstance(exc, (ValidationError, ValueError, KeyError, TypeError))
+            self.errors[key] = str(exc) if known else f"{type(exc).__name__}: {exc}"
             plural = self._forget(key)
             return plural
         return plural if plural or not had_error else None
@@ -204,6 +208,11 @@ class Inputs:
         return plural
 
 
+#: An endpoint port's protocol (a name or a number) as ipset spells it.
+_PORT_PROTOS: dict[int | str, str] = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp",
+                                      6: "tcp", 17: "udp", 132: "sctp"}
+
+
 def _labels(labels: dict[str, str]) -> Labels:
     return tuple(sorted(labels.items()))
 
@@ -221,7 +230,9 @@ def _endpoint(key: str, res: Any) -> Endpoint:
         profiles=tuple(spec.profiles), labels=_labels(labels),
         nats=tuple((n.internal_ip, n.external_ip) for n in spec.ip_nats),
         allow_spoofed=tuple(spec.allow_spoofed_source_prefixes),
-        service_account=spec.service_account_name)
+        service_account=spec.service_account_name,
+        ports=tuple((p.name, _PORT_PROTOS[p.protocol], p.port) for p in spec.ports
+                    if p.name and p.protocol in _PORT_PROTOS))
 
 
 def _profile(res: Any) -> Profile:

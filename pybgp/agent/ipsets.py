@@ -16,11 +16,10 @@ set before the iptables transaction that stops using it has committed.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pybgp.errors import KernelError
+from pybgp.agent.iptables import run_tool
 
 OWNED = ("cali40", "cali4t")
 MAXELEM = 1048576
@@ -99,14 +98,8 @@ class IpsetSync:
 # -- the shell --------------------------------------------------------------------------
 
 def save(timeout: float = 60.0) -> str:
-    proc = subprocess.run(["ipset", "save"], capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise KernelError(f"ipset save failed: {proc.stderr.strip()}")
-    return proc.stdout
+    return run_tool(["ipset", "save"], timeout)
 
 
 def restore(text: str, timeout: float = 120.0) -> None:
-    proc = subprocess.run(["ipset", "restore", "-exist"], input=text, capture_output=True,
-                          text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise KernelError(f"ipset restore failed: {proc.stderr.strip()[-2000:]}")
+    run_tool(["ipset", "restore", "-exist"], timeout, text)

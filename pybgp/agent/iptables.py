@@ -178,11 +178,25 @@ class TableSync:
 
 # -- the shell ------------------------------------------------------------------------
 
-def save(timeout: float = 60.0) -> str:
-    proc = subprocess.run(["iptables-save"], capture_output=True, text=True, timeout=timeout)
+def run_tool(argv: list[str], timeout: float, text: str | None = None) -> str:
+    """Run ``argv`` (with ``text`` on stdin) and return its output. Every way
+    it can fail — exit status, a timeout, no such program — is a KernelError,
+    which the apply reports and retries; nothing else escapes."""
+    what = " ".join(argv[:2])
+    try:
+        proc = subprocess.run(argv, input=text, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise KernelError(f"{what} took longer than {timeout:g}s") from None
+    except OSError as exc:
+        raise KernelError(f"{what} failed to start: {exc}") from None
     if proc.returncode != 0:
-        raise KernelError(f"iptables-save failed: {proc.stderr.strip()}")
+        raise KernelError(f"{what} failed: {proc.stderr.strip()[-2000:]}")
     return proc.stdout
+
+
+def save(timeout: float = 60.0) -> str:
+    return run_tool(["iptables-save"], timeout)
 
 
 def start_restore(text: str) -> subprocess.Popen[bytes]:
@@ -196,6 +210,9 @@ def start_restore(text: str) -> subprocess.Popen[bytes]:
     try:
         proc = subprocess.Popen(["iptables-restore", "--noflush", "-w", "5"], stdin=stdin,
                                 stdout=subprocess.DEVNULL, stderr=err)
+    except OSError as exc:
+        err.close()
+        raise KernelError(f"iptables-restore failed to start: {exc}") from None
     finally:
         stdin.close()
     proc.stderr = err  # read back by finish_restore

@@ -12,15 +12,28 @@ Rendering, as Felix's ``rules/policy.go`` does it:
 - Selectors match ipsets (``-m set --match-set cali40s:… src|dst``); one net
   is ``-s``/``-d``, several are an ipset (``cali40n:…``); ``notNets`` and
   ``notSelector`` are the negations.
-- Port lists use ``multiport`` (15 slots, a range takes 2). A positive list
-  that needs more than one ``multiport`` becomes one rule per piece (a
-  packet's port is in at most one piece, so the union is exact); a negated
-  list becomes several ``! --dports`` matches in one rule (all must hold).
-- A rule for IPv6 only, or whose nets are all IPv6, renders to nothing; a
-  ``notNets`` of ``0.0.0.0/0`` matches nothing and renders to nothing.
-- Named ports and ``services`` are not implemented: such a rule is rendered
-  failing closed (an Allow, Pass or Log is left out; a Deny drops without the
-  port or service restriction) and :attr:`BRule.unsupported` says why.
+- Port lists use ``multiport`` (15 slots, a range takes 2). A named port is
+  an ipset of type ``hash:ip,port`` (``cali40p:…``) holding ``ip,proto:port``
+  of every endpoint the side's selector matches (all endpoints without one)
+  that has a port of that name and protocol — the rule's protocol, TCP when
+  it has none; identical ones are shared. When a side's positive ports need
+  more than one match (more than 15 slots, or named and numeric ports, or
+  several names), they are OR-ed in a *match block* before the rule, as
+  Felix's ``matchBlockBuilder`` does: a rule resets the scratch marks, one
+  rule per piece sets a scratch bit, and the rule proper requires the bit
+  (a second block ANDs its bit into the first). A side with named ports and
+  no numeric ones needs no selector set: the named-port set is already
+  filtered by it. Negated lists are all-must-hold matches in the rule
+  itself: several ``! --dports`` pieces, ``! --match-set … dst,dst`` per
+  name (filtered by the positive selector, which the rule requires anyway).
+- Nets are written as the kernel keeps them (``10.0.0.1/8`` → ``10.0.0.0/8``).
+- A rule for IPv6 only (``ipVersion: 6``, or protocol ICMPv6 by name or
+  number), or whose ``nets`` or ``notNets`` on a side are all IPv6, renders
+  to nothing (Felix's ``FilterRuleToIPVersion``); a ``notNets`` of
+  ``0.0.0.0/0`` matches nothing and renders to nothing.
+- ``services`` are not implemented: such a rule is rendered failing closed
+  (an Allow, Pass or Log is left out; a Deny drops without the service
+  restriction) and :attr:`BRule.unsupported` says why.
 
 Must never: do I/O, or emit a rule that matches more than the Calico rule
 would allow.
@@ -28,24 +41,31 @@ would allow.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pybgp.agent import selectors as S
 from pybgp.model.policy import Rule
-from pybgp.model.selector import Selector, parse
+from pybgp.model.selector import All, Selector, parse
 from pybgp.model.values import Port
 
 MARK_ACCEPT = 0x10000
 MARK_PASS = 0x20000
 MARK_SCRATCH0 = 0x40000
+MARK_SCRATCH1 = 0x80000
 MARK_ALL = 0xF0000
 MAX_CHAIN_NAME = 28
 MULTIPORT_SLOTS = 15
 LOG_PREFIX = "calico-packet"
 
+#: ICMPv6 by name or number: matches no IPv4 packet (and ``-p 58 -m icmp`` would
+#: make iptables-restore refuse the whole transaction).
+IPV6_ONLY_PROTOCOLS = ("icmpv6", "58")
 _PROTO_NAMES = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPv6": "icmpv6",
                 "SCTP": "sctp", "UDPLite": "udplite"}
+#: The protocols a named port can have, by rule protocol (iptables' name or number).
+_NAMED_PORT_PROTOS = {"udp": "udp", "17": "udp", "sctp": "sctp", "132": "sctp"}
 
 
 def mark_set(bit: int) -> str:
@@ -83,6 +103,16 @@ def limited_name(prefix: str, suffix: str, max_len: int = MAX_CHAIN_NAME) -> str
 
 
 @dataclass(frozen=True)
+class NamedPort:
+    """What a named-port set holds: the ports called ``name`` with protocol
+    ``proto`` of the endpoints ``selector`` matches."""
+
+    selector: Selector
+    proto: str  # tcp, udp or sctp
+    name: str
+
+
+@dataclass(frozen=True)
 class Side:
     """One side (source or destination) of a backend rule."""
 
@@ -90,8 +120,21 @@ class Side:
     not_nets: tuple[str, ...] = ()
     selector: Selector | None = None
     not_selector: Selector | None = None
-    ports: tuple[Port, ...] = ()
+    ports: tuple[Port, ...] = ()  # numeric ones; names are in named_ports
     not_ports: tuple[Port, ...] = ()
+    named_ports: tuple[str, ...] = ()
+    not_named_ports: tuple[str, ...] = ()
+
+    def named_port_set(self, name: str, proto: str) -> tuple[str, NamedPort]:
+        """(ipset name, what it holds) of one of this side's named ports."""
+        key = NamedPort(self.selector if self.selector is not None else All(), proto, name)
+        return S.named_port_set(key.selector, proto, name), key
+
+    @property
+    def needs_selector_set(self) -> bool:
+        """Felix leaves the selector out when only named ports are given: the
+        named-port sets hold only endpoints the selector matches."""
+        return self.selector is not None and (bool(self.ports) or not self.named_ports)
 
 
 @dataclass(frozen=True)
@@ -104,19 +147,29 @@ class BRule:
     not_icmp: tuple[int, int | None] | None = None
     src: Side = Side()
     dst: Side = Side()
+    named_proto: str = "tcp"  # the protocol of the rule's named ports
     unsupported: str = ""
 
-    def ipsets(self) -> Iterator[tuple[str, str, Selector | tuple[str, ...]]]:
+    def ipsets(self) -> Iterator[tuple[str, str, IPSetWhat]]:
         """(name, kind, what) of every ipset this rule's IPv4 rendering uses:
-        kind ``s`` with a selector, ``n`` with a tuple of nets."""
+        kind ``s`` with a selector, ``n`` with a tuple of nets, ``p`` with a
+        :class:`NamedPort`."""
         for side in (self.src, self.dst):
-            for sel in (side.selector, side.not_selector):
-                if sel is not None:
-                    yield S.selector_set(sel), "s", sel
+            if side.needs_selector_set:
+                assert side.selector is not None
+                yield S.selector_set(side.selector), "s", side.selector
+            if side.not_selector is not None:
+                yield S.selector_set(side.not_selector), "s", side.not_selector
             for nets in (side.nets, side.not_nets):
                 v4 = _v4(nets)
                 if len(v4) > 1:
                     yield S.nets_set(v4), "n", v4
+            for name in (*side.named_ports, *side.not_named_ports):
+                set_name, key = side.named_port_set(name, self.named_proto)
+                yield set_name, "p", key
+
+
+IPSetWhat = Selector | tuple[str, ...] | NamedPort
 
 
 def _proto(value: int | str | None) -> str | None:
@@ -139,24 +192,32 @@ def backend_rule(rule: Rule, namespace: str = "") -> BRule:
     for er in (rule.source, rule.destination):
         if er.services is not None:
             unsupported.append("services")
-        named = [p.name for p in (*er.ports, *er.not_ports) if p.name]
-        if named:
-            unsupported.append(f"named ports {', '.join(named)}")
         sa = None
         if er.service_accounts is not None:
             sa = S.service_accounts(er.service_accounts.names, er.service_accounts.selector)
         sel = S.entity_selector(er.namespace_selector, er.selector, sa, er.not_selector,
                                 namespace)
         sides.append(Side(
-            nets=tuple(er.nets), not_nets=tuple(er.not_nets), selector=sel,
+            nets=_canonical(er.nets), not_nets=_canonical(er.not_nets), selector=sel,
             not_selector=parse(er.not_selector) if er.not_selector else None,
             ports=tuple(p for p in er.ports if not p.name),
-            not_ports=tuple(p for p in er.not_ports if not p.name)))
+            not_ports=tuple(p for p in er.not_ports if not p.name),
+            named_ports=tuple(dict.fromkeys(p.name for p in er.ports if p.name)),
+            not_named_ports=tuple(dict.fromkeys(p.name for p in er.not_ports if p.name))))
+    protocol = _proto(rule.protocol)
     return BRule(
-        action=rule.action, ip_version=rule.ip_version, protocol=_proto(rule.protocol),
+        action=rule.action, ip_version=rule.ip_version, protocol=protocol,
         not_protocol=_proto(rule.not_protocol), icmp=_icmp(rule.icmp),
         not_icmp=_icmp(rule.not_icmp), src=sides[0], dst=sides[1],
+        named_proto=_NAMED_PORT_PROTOS.get(protocol or "", "tcp"),
         unsupported="; ".join(unsupported))
+
+
+def _canonical(nets: list[str]) -> tuple[str, ...]:
+    """Nets as the kernel keeps them (host bits cleared, a bare address as /32),
+    without repeats: ipset reads ``10.0.0.1/8`` back as ``10.0.0.0/8``, and a
+    member spelled otherwise would be re-added and deleted on every refresh."""
+    return tuple(dict.fromkeys(str(ipaddress.ip_network(n, strict=False)) for n in nets))
 
 
 def _v4(nets: tuple[str, ...]) -> tuple[str, ...]:
@@ -196,23 +257,45 @@ def _side_matches(side: Side, flag: str, direction: str) -> list[str] | None:
     elif nets:
         parts.append(f"-m set --match-set {S.nets_set(nets)} {direction}")
     not_nets = _v4(side.not_nets)
-    if "0.0.0.0/0" in not_nets:
-        return None
+    if (side.not_nets and not not_nets) or "0.0.0.0/0" in not_nets:
+        return None  # (only IPv6 notNets: the rule is IPv6's, as Felix filters it)
     if len(not_nets) == 1:
         parts.append(f"! {flag} {not_nets[0]}")
     elif not_nets:
         parts.append(f"-m set ! --match-set {S.nets_set(not_nets)} {direction}")
-    if side.selector is not None:
+    if side.needs_selector_set:
+        assert side.selector is not None
         parts.append(f"-m set --match-set {S.selector_set(side.selector)} {direction}")
     if side.not_selector is not None:
         parts.append(f"-m set ! --match-set {S.selector_set(side.not_selector)} {direction}")
     return parts
 
 
-def rule_matches(br: BRule) -> list[str] | None:
-    """The match alternatives of a rule for IPv4 (one string each; a packet
-    that matches the rule matches exactly one), or None if it matches nothing."""
-    if br.ip_version == 6 or br.protocol == "icmpv6":
+class _Blocks:
+    """Felix's ``matchBlockBuilder`` for positive port matches: rules before
+    the rule proper that OR a side's pieces into a scratch mark bit."""
+
+    def __init__(self) -> None:
+        self.rules: list[str] = []
+        self.done_first = False
+
+    def add(self, pieces: list[str]) -> None:
+        if not self.rules:  # the first block resets both scratch bits
+            self.rules.append(mark_clear(MARK_SCRATCH0 | MARK_SCRATCH1))
+        # The first block writes the all-blocks bit directly; a later one
+        # writes its own bit, then clears the all-blocks bit unless it is set.
+        bit = MARK_SCRATCH1 if self.done_first else MARK_SCRATCH0
+        self.rules += [f"{piece} {mark_set(bit)}" for piece in pieces]
+        if self.done_first:
+            self.rules.append(f"{mark_is_clear(MARK_SCRATCH1)} {mark_clear(MARK_SCRATCH0)}")
+        self.done_first = True
+
+
+def rule_matches(br: BRule) -> tuple[list[str], str] | None:
+    """A rule for IPv4 as (the match-block rules before it, its match), or
+    None if it matches no IPv4 packet. A packet matches the Calico rule
+    exactly when, after the block rules, it matches the match."""
+    if br.ip_version == 6 or br.protocol in IPV6_ONLY_PROTOCOLS:
         return None
     base: list[str] = []
     if br.protocol:
@@ -224,20 +307,29 @@ def rule_matches(br: BRule) -> list[str] | None:
         if parts is None:
             return None
         base += parts
-    for side, opt in ((br.src, "--sports"), (br.dst, "--dports")):
+    for side, opt, direction in ((br.src, "--sports", "src"), (br.dst, "--dports", "dst")):
         for chunk in split_ports(side.not_ports):
             base.append(f"-m multiport ! {opt} {chunk}")
+        for name in side.not_named_ports:
+            set_name, _ = side.named_port_set(name, br.named_proto)
+            base.append(f"-m set ! --match-set {set_name} {direction},{direction}")
     if br.icmp is not None:
         base.append(f"-m icmp --icmp-type {_icmp_text(br.icmp)}")
     if br.not_icmp is not None:
         base.append(f"-m icmp ! --icmp-type {_icmp_text(br.not_icmp)}")
-    alternatives = [" ".join(base)]
-    for side, opt in ((br.src, "--sports"), (br.dst, "--dports")):
-        chunks = split_ports(side.ports)
-        if chunks:
-            alternatives = [f"{a} -m multiport {opt} {c}".strip()
-                            for a in alternatives for c in chunks]
-    return alternatives
+    blocks = _Blocks()
+    proto = f"-p {br.protocol} " if br.protocol else ""  # multiport wants one
+    for side, opt, direction in ((br.src, "--sports", "src"), (br.dst, "--dports", "dst")):
+        numeric = [f"-m multiport {opt} {chunk}" for chunk in split_ports(side.ports)]
+        named = [f"-m set --match-set {side.named_port_set(name, br.named_proto)[0]} "
+                 f"{direction},{direction}" for name in side.named_ports]
+        if len(numeric) + len(named) == 1:
+            base += numeric + named
+        elif numeric or named:
+            blocks.add([proto + piece for piece in numeric] + named)
+    if blocks.rules:
+        base.append(mark_is_set(MARK_SCRATCH0))
+    return blocks.rules, " ".join(base)
 
 
 def _icmp_text(icmp: tuple[int, int | None]) -> str:
@@ -248,19 +340,17 @@ def render_rule(br: BRule) -> list[str]:
     """The rule bodies (``-A chain`` left out) for one backend rule."""
     if br.unsupported and br.action != "Deny":
         return []  # fail closed: never allow, pass or log more than asked
-    alternatives = rule_matches(br)
-    if alternatives is None:
+    rendered = rule_matches(br)
+    if rendered is None:
         return []
-    out: list[str] = []
+    out, match = rendered
     if br.action in ("Allow", "Pass"):
         bit = MARK_ACCEPT if br.action == "Allow" else MARK_PASS
-        out += [f"{m} {mark_set(bit)}".strip() for m in alternatives]
-        out.append(f"{mark_is_set(bit)} -j RETURN")
+        out += [f"{match} {mark_set(bit)}".strip(), f"{mark_is_set(bit)} -j RETURN"]
     elif br.action == "Deny":
-        out += [f"{m} -j DROP".strip() for m in alternatives]
+        out.append(f"{match} -j DROP".strip())
     elif br.action == "Log":
-        out += [f'{m} -j LOG --log-prefix "{LOG_PREFIX}: " --log-level 5'.strip()
-                for m in alternatives]
+        out.append(f'{match} -j LOG --log-prefix "{LOG_PREFIX}: " --log-level 5'.strip())
     return out
 
 

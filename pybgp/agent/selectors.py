@@ -8,7 +8,8 @@ selector gets ``pcsa.``. This module does that rewriting on the parsed AST of
 :mod:`pybgp.model.selector` (the one parser), and names the ipset that holds
 the addresses a selector matches: ``cali40s:`` + 23 characters of the
 URL-safe base64 SHA-224 of the canonical selector text (31 characters, the
-kernel's limit), so identical selectors share one set.
+kernel's limit), so identical selectors share one set; ``cali40n:`` for a
+set of nets and ``cali40p:`` for a named port work the same way.
 
 Pure: no I/O, no state beyond the parser's cache.
 """
@@ -48,18 +49,19 @@ def prefixed(sel: Selector, prefix: str) -> Selector:
     return sel  # all(), global()
 
 
-def _namespaces_only(sel: Selector) -> Selector:
-    """A rule's namespaceSelector: ``all()`` = any namespace, ``global()`` = none."""
+def _namespaces_only(sel: Selector, label: str = LABEL_NAMESPACE) -> Selector:
+    """A rule's namespaceSelector: ``all()`` = any namespace, ``global()`` = none
+    (with ``label`` the service account label: the same for service accounts)."""
     if isinstance(sel, All):
-        return Has(LABEL_NAMESPACE)
+        return Has(label)
     if isinstance(sel, Global):
-        return Not(Has(LABEL_NAMESPACE))
+        return Not(Has(label))
     if isinstance(sel, Not):
-        return Not(_namespaces_only(sel.operand))
+        return Not(_namespaces_only(sel.operand, label))
     if isinstance(sel, And):
-        return And(tuple(_namespaces_only(op) for op in sel.operands))
+        return And(tuple(_namespaces_only(op, label) for op in sel.operands))
     if isinstance(sel, Or):
-        return Or(tuple(_namespaces_only(op) for op in sel.operands))
+        return Or(tuple(_namespaces_only(op, label) for op in sel.operands))
     return sel
 
 
@@ -107,14 +109,19 @@ def entity_selector(namespace_selector: str, selector: str, sa: Selector | None,
 
 def policy_selector(selector: str, *, namespace: str = "", namespace_selector: str = "",
                     service_account_selector: str = "") -> Selector:
-    """Which endpoints a policy applies to (Calico's v1 policy selector)."""
+    """Which endpoints a policy applies to (Calico's v1 policy selector). For
+    a GlobalNetworkPolicy (no ``namespace``) libcalico-go reads ``all()`` in
+    its namespaceSelector as "in some namespace" and in its
+    serviceAccountSelector as "has a service account"."""
     sel: Selector = parse(selector) if selector else All()
     if namespace:
         sel = And((sel, in_namespace(namespace)))
     if namespace_selector:
-        sel = And((sel, prefixed(parse(namespace_selector), NAMESPACE_PREFIX)))
+        ns_sel = prefixed(parse(namespace_selector), NAMESPACE_PREFIX)
+        sel = And((sel, ns_sel if namespace else _namespaces_only(ns_sel)))
     if service_account_selector:
-        sel = And((sel, prefixed(parse(service_account_selector), SERVICE_ACCOUNT_PREFIX)))
+        sa_sel = prefixed(parse(service_account_selector), SERVICE_ACCOUNT_PREFIX)
+        sel = And((sel, sa_sel if namespace else _namespaces_only(sa_sel, LABEL_SERVICE_ACCOUNT)))
     return sel
 
 
@@ -136,3 +143,9 @@ def selector_set(sel: Selector) -> str:
 
 def nets_set(nets: tuple[str, ...]) -> str:
     return ipset_name("n", ",".join(sorted(nets)))
+
+
+def named_port_set(sel: Selector, proto: str, port_name: str) -> str:
+    """The ``hash:ip,port`` set of a named port (``cali40p:``): Felix's id is
+    the selector, the protocol and the name, so identical ones are shared."""
+    return ipset_name("p", f"{sel},{proto},{port_name}")

@@ -16,6 +16,13 @@ at 100k learned routes). That map holds no route objects either
 prefix, so it keeps each prefix with a shared *shape* and builds a
 :class:`KRoute` when one is read (another ~80 B a route).
 
+An owner that shares its mark with another writer (the agent: the CNI plugin
+writes protocol-80 routes too, before the endpoint that explains them
+exists) sets :attr:`KernelSync.spare`: a route of ours where none is
+desired is then left in the kernel while ``spare(route)`` says so, and stays
+among the known differences, so the apply after ``spare`` changes its mind
+deletes it without another dump (:meth:`strays` lists those routes).
+
 Invariants:
 - only routes of ``protocol`` are ever written or deleted (the diff ignores
   everything else and every delete names our protocol);
@@ -92,6 +99,9 @@ class KernelSync:
         self.needs_resync = False
         self.synced = False  # no dump read yet: the first apply() resyncs
         self.last_result = ApplyResult()
+        #: Consulted for each route of ours where nothing is desired, before it
+        #: is deleted: True leaves it in the kernel for now (see module doc).
+        self.spare: Callable[[KRoute], bool] | None = None
 
     # -- desired state (no I/O) ---------------------------------------------
     @property
@@ -177,8 +187,17 @@ class KernelSync:
         """The writes :meth:`apply` would make now."""
         differs = self._differs
         plan = diff_prefixes(self._desired, differs, list(differs), self.protocol)
+        spare = self.spare
+        if spare is not None and plan.delete:
+            desired = self._desired
+            plan.delete = [r for r in plan.delete if r.prefix in desired or not spare(r)]
         plan.delete += self._extra
         return plan
+
+    def strays(self) -> list[KRoute]:
+        """Routes of ours the kernel holds (as known) where none is desired."""
+        desired = self._desired
+        return [r for p, r in self._differs.items() if r is not None and p not in desired]
 
     # -- kernel I/O ---------------------------------------------------------
     def apply(self) -> ApplyResult:

@@ -16,7 +16,6 @@ process it was not handed a record of.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -102,13 +101,27 @@ class ProcessRecord:
 
 
 def wait_gone(records: list[ProcessRecord], timeout: float) -> bool:
-    """Wait (bounded) until none of ``records`` runs; reaps those that are our children."""
+    """Wait (bounded) until none of ``records`` runs; reaps those that are our children.
+
+    A child of ours counts as gone only once it is reaped: a killed
+    multi-threaded process (etcd) shows its leader as a zombie while its
+    other threads still exit, and cannot be reaped until they have — so
+    "not alive" alone returned early and left a zombie behind."""
     end = time.monotonic() + timeout
+    pending = list(records)
     while True:
-        for r in records:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(r.pid, os.WNOHANG)
-        if not any(r.alive() for r in records):
+        still = []
+        for r in pending:
+            try:
+                reaped, _ = os.waitpid(r.pid, os.WNOHANG)
+            except ChildProcessError:  # not our child (or reaped already): by its state
+                if r.alive():
+                    still.append(r)
+                continue
+            if reaped == 0 and r.exists():
+                still.append(r)
+        pending = still
+        if not pending:
             return True
         if time.monotonic() >= end:
             return False

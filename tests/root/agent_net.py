@@ -104,8 +104,11 @@ def delete(cluster: Cluster, kind: str, name: str, namespace: str | None = None)
 
 def cali_rules(topo: Topology, node: Node) -> set[str]:
     """Every rule of the agent's (a ``cali:`` hash) in ``iptables-save``."""
-    out = topo.exec(node, "iptables-save").stdout
-    return {line for line in out.splitlines() if line.startswith("-A ") and "cali:" in line}
+    return cali_rules_in(topo.exec(node, "iptables-save").stdout)
+
+
+def cali_rules_in(save: str) -> set[str]:
+    return {line for line in save.splitlines() if line.startswith("-A ") and "cali:" in line}
 
 
 @contextlib.contextmanager

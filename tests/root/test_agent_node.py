@@ -18,6 +18,7 @@ from agent_net import (
     PROBE,
     apply,
     cali_rules,
+    cali_rules_in,
     delete,
     fresh_cluster,
     http_get,
@@ -142,6 +143,40 @@ def test_policy_matrix_ingress_egress_labels_namespaces_and_changes(lab):
         delete(cluster, GNP, "client-egress")
     settle(lambda: reach(topo, client, web, 8080) and reach(topo, client, other, 80),
            what="the policies to go")
+
+
+def test_named_port_follows_the_endpoint(lab):
+    """A policy that allows TCP to a named port only: the port the endpoint
+    calls by that name is reached, its other ports are not; when the
+    endpoint's port number changes, the hash:ip,port set follows."""
+    cluster, pods, _ = lab
+    topo = cluster.topo
+    node = node_of(cluster)
+    web, client = pods["web"], pods["client"]
+    w = web.addr
+    cluster.update_endpoint(web, ports=[{"name": "web-alt", "protocol": "TCP", "port": 8080},
+                                        {"name": "web-alt", "protocol": "UDP", "port": 9000}])
+    apply(cluster, NP, "web-named", {"selector": "app == 'web'", "ingress": [
+        {"action": "Allow", "protocol": "TCP", "destination": {"ports": ["web-alt"]}}]},
+          namespace="default")
+    try:
+        settle(lambda: not reach(topo, client, web, 80), what="web-named")
+        got = tcp(topo, client, f"{w}:80", f"{w}:8080", f"{w}:9000")
+        assert got == {f"{w}:80": "", f"{w}:8080": client.addr, f"{w}:9000": ""}
+        sets = topo.exec(node, "ipset", "list", "-o", "save").stdout
+        assert f"{w},tcp:8080" in sets and f"{w},udp:9000" not in sets  # TCP's only
+        assert "hash:ip,port" in sets
+        cluster.update_endpoint(web, ports=[{"name": "web-alt", "protocol": "TCP",
+                                             "port": 9000}])
+        settle(lambda: reach(topo, client, web, 9000), what="the new port number")
+        got = tcp(topo, client, f"{w}:80", f"{w}:8080", f"{w}:9000")
+        assert got == {f"{w}:80": "", f"{w}:8080": "", f"{w}:9000": client.addr}
+        sets = topo.exec(node, "ipset", "list", "-o", "save").stdout
+        assert f"{w},tcp:9000" in sets and f"{w},tcp:8080" not in sets
+    finally:
+        delete(cluster, NP, "web-named", "default")
+        cluster.update_endpoint(web, ports=[])
+    settle(lambda: reach(topo, client, web, 80), what="web-named to go")
 
 
 def test_pass_and_order(lab):
@@ -282,15 +317,75 @@ def test_interface_that_appears_after_its_endpoint(lab):
     settle(lambda: status() == "", what="the status key to go")
 
 
+def test_a_cni_route_waits_for_its_endpoint(lab):
+    """The route race at pod creation: the CNI plugin writes a pod's
+    ``proto 80`` route before its endpoint. A resync in between keeps it;
+    the endpoint then arrives and the route is never deleted (no flap); a
+    route that nothing explains is deleted once the grace period is over."""
+    from pybgp.agent.routegrace import CLEANUP_GRACE
+    from pybgp.model import KINDS, key_for
+    from pybgp.testing.cluster import resource
+
+    cluster, pods, _ = lab
+    topo = cluster.topo
+    node = node_of(cluster)
+    lost, found = ("caligrace0001", "198.19.250.61"), ("caligrace0002", "198.19.250.62")
+    wep = resource("WorkloadEndpoint", "node--a-k8s-grace-eth0", {
+        "orchestrator": "k8s", "node": "node-a", "pod": "grace", "endpoint": "eth0",
+        "ipNetworks": [f"{found[1]}/32"], "interfaceName": found[0],
+        "mac": "ee:00:00:00:00:62", "profiles": ["kns.default"]}, namespace="default")
+    monitor = topo.popen(node, "ip", "-o", "monitor", "route", stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True)
+    try:
+        for i, (iface, ip) in enumerate((lost, found)):  # as the CNI plugin wires a pod
+            topo.ip(node, "link", "add", iface, "type", "veth", "peer", "name", f"grpeer{i}")
+            topo.ip(node, "link", "set", f"grpeer{i}", "up")
+            topo.ip(node, "link", "set", iface, "up")
+            topo.ip(node, "route", "add", f"{ip}/32", "dev", iface, "proto", "80")
+
+        def kept(ip: str) -> bool:
+            return ("keeping a workload route no endpoint explains yet "
+                    f"prefix={ip}/32") in cluster.agent_log("node-a")
+
+        # the links appearing and the 2 s route refresh make the agent read the
+        # routes back; it says it keeps them, and they are there
+        settle(lambda: kept(lost[1]) and kept(found[1]), timeout=CLEANUP_GRACE / 2,
+               what="a route refresh to see the CNI routes")
+        routes = topo.exec(node, "ip", "route", "show", "proto", "80").stdout
+        assert f"{lost[1]} dev {lost[0]}" in routes and f"{found[1]} dev {found[0]}" in routes
+        cluster.store.apply([wep])  # the pod's endpoint, late
+        settle(lambda: "PERMANENT" in topo.exec(node, "ip", "neigh", "show", "dev",
+                                                found[0]).stdout, what="the endpoint")
+        settle(lambda: f"{lost[1]} " not in topo.exec(node, "ip", "route").stdout,
+               timeout=CLEANUP_GRACE + 10, what="the unexplained route to go after the grace")
+        assert ("deleted a workload route no endpoint explains "
+                f"prefix={lost[1]}/32") in cluster.agent_log("node-a")
+        time.sleep(2.5)  # another route refresh, well after the grace period
+        assert f"{found[1]} dev {found[0]} proto 80" in topo.exec(node, "ip", "route").stdout
+    finally:
+        monitor.terminate()
+        seen, _ = monitor.communicate(timeout=10)
+        for iface, _ in (lost, found):
+            topo.ip(node, "link", "del", iface, check=False)
+        wep_key = key_for(KINDS["WorkloadEndpoint"], wep.name, "default")
+        if cluster.kv.get(wep_key) is not None:  # (written unless the test failed first)
+            cluster.store.delete("WorkloadEndpoint", wep.name, "default")
+    deleted = [line for line in seen.splitlines() if line.startswith("Deleted")]
+    assert any(f"{lost[1]} dev {lost[0]}" in line for line in deleted), seen  # it saw that
+    assert not any(f"{found[1]} " in line for line in deleted), "the pod's route flapped"
+
+
 def test_resync_repairs_hand_made_drift(lab):
     cluster, pods, _ = lab
     topo = cluster.topo
     node = node_of(cluster)
     web = pods["web"]
     before = cali_rules(topo, node)
-    topo.exec(node, "iptables", "-D", "cali-FORWARD", "4")  # "policy accepted: ACCEPT"
-    topo.exec(node, "iptables", "-t", "raw", "-D", "PREROUTING", "1")  # a hook rule
-    assert cali_rules(topo, node) < before
+    # both deletions and the read-back in one go: the 2 s refresh may repair
+    # them at any moment after (that is what this test is for)
+    after = topo.exec(node, "sh", "-c", "iptables -D cali-FORWARD 4 && "  # policy accepted
+                      "iptables -t raw -D PREROUTING 1 && iptables-save").stdout  # a hook rule
+    assert cali_rules_in(after) < before
     topo.ip(node, "route", "del", f"{web.addr}/32", "dev", web.host_iface)
     topo.exec(node, "ipset", "flush", "cali40all-ipam-pools")
     settle(lambda: cali_rules(topo, node) == before, what="the iptables refresh")
@@ -328,6 +423,26 @@ def test_invalid_policy_is_reported_and_skipped(lab):
         cluster.kv.txn([], [Delete(bad_key), Delete(junk_key)])
         delete(cluster, NP, "web-80", "default")
     settle(lambda: reach(topo, other, web, 80), what="web-80 to go")
+
+
+def test_rules_the_kernel_would_refuse_do_not_stop_the_agent(lab):
+    """ICMPv6 by number with a type (``-p 58 -m icmp`` fails iptables-restore)
+    and a set of nets holding 0.0.0.0/0 (hash:net refuses /0) are valid Calico:
+    the policy applies, and the agent goes on applying."""
+    cluster, pods, _ = lab
+    topo = cluster.topo
+    client, sink = pods["client"], pods["sink"]
+    apply(cluster, GNP, "odd-rules", {"selector": "app == 'sink'", "ingress": [
+        {"action": "Allow", "protocol": 58, "icmp": {"type": 128}},
+        {"action": "Allow", "protocol": "TCP", "source": {"nets": ["0.0.0.0/0", "10.99.0.0/16"]},
+         "destination": {"ports": [7000]}}]})
+    try:
+        settle(lambda: not ping(topo, client, sink), what="odd-rules")
+        assert reach(topo, client, sink, 7000)
+        assert http_get(topo, node_of(cluster), 9099, "/readiness")[0] == 200
+    finally:
+        delete(cluster, GNP, "odd-rules")
+    settle(lambda: ping(topo, client, sink), what="odd-rules to go")
 
 
 def test_failsafe_host_ports_stay_open_under_deny_all(lab):

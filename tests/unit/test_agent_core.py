@@ -67,6 +67,21 @@ def test_namespaced_rule_selectors_follow_libcalico():
         "(projectcalico.org/serviceaccount in {'sa1'} && pcsa.role == 'x')"
 
 
+def test_global_policy_all_means_in_a_namespace_or_with_a_service_account():
+    """libcalico-go rewrites all() in a GlobalNetworkPolicy's namespaceSelector
+    to has(projectcalico.org/namespace) and in its serviceAccountSelector to
+    has(projectcalico.org/serviceaccount); a NetworkPolicy's is left alone."""
+    ns_any = S.policy_selector("", namespace_selector="all()")
+    assert str(ns_any) == "(all() && has(projectcalico.org/namespace))"
+    assert not ns_any.matches({"app": "a"})
+    assert ns_any.matches({"projectcalico.org/namespace": "x"})
+    sa_any = S.policy_selector("app == 'a'", service_account_selector="all()")
+    assert not sa_any.matches({"app": "a"})
+    assert sa_any.matches({"app": "a", "projectcalico.org/serviceaccount": "sa"})
+    assert S.policy_selector("", namespace="ns", service_account_selector="all()").matches(
+        {"projectcalico.org/namespace": "ns"})
+
+
 def test_policy_selector_and_ipset_names():
     sel = S.policy_selector("app == 'a'", namespace="ns1")
     assert sel.matches({"app": "a", "projectcalico.org/namespace": "ns1"})
@@ -101,22 +116,10 @@ def test_deny_pass_log_and_negations():
         '-j LOG --log-prefix "calico-packet: " --log-level 5']
 
 
-def test_long_port_lists_split_exactly():
-    ports = list(range(1, 21))
-    out = R.render_rule(rule(action="Allow", protocol="TCP", destination={"ports": ports}))
-    assert len(out) == 3  # two pieces of the list, one return
-    assert "--dports 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15 " in out[0]
-    assert "--dports 16,17,18,19,20 " in out[1]
-    neg = R.render_rule(rule(action="Deny", protocol="TCP", destination={"notPorts": ports}))
-    assert len(neg) == 1 and neg[0].count("-m multiport ! --dports") == 2
-
-
-def test_rules_that_cannot_match_ipv4_render_nothing_and_named_ports_fail_closed():
-    assert R.render_rule(rule(action="Allow", ipVersion=6)) == []
-    assert R.render_rule(rule(action="Allow", source={"nets": ["2001:db8::/64"]})) == []
-    allow = rule(action="Allow", protocol="TCP", destination={"ports": ["http"]})
-    assert allow.unsupported and R.render_rule(allow) == []
-    deny = rule(action="Deny", protocol="TCP", destination={"ports": ["http"]})
+def test_services_fail_closed():
+    allow = rule(action="Allow", protocol="TCP", destination={"services": {"name": "db"}})
+    assert allow.unsupported == "services" and R.render_rule(allow) == []
+    deny = rule(action="Deny", protocol="TCP", destination={"services": {"name": "db"}})
     assert R.render_rule(deny) == ["-p tcp -j DROP"]  # denies more, never less
 
 
@@ -144,6 +147,16 @@ def test_inputs_skip_invalid_values_and_forget_the_old_one():
     other = json.dumps(doc("GlobalNetworkPolicy", "q", {})).encode()
     inputs.apply(key, other)
     assert "stored under the key" in inputs.errors[key]
+
+
+def test_inputs_survive_a_value_that_breaks_the_json_decoder():
+    """A JSON document nested deeper than Python's recursion limit raised
+    RecursionError out of the syncer callback, which stopped the agent."""
+    inputs = Inputs("node-a")
+    key, _ = put(inputs, "globalnetworkpolicies", doc("GlobalNetworkPolicy", "p", {
+        "selector": "all()"}))
+    assert inputs.apply(key, b'{"a":' * 100_000) == "globalnetworkpolicies"
+    assert key not in inputs.policies and inputs.errors[key].startswith("RecursionError")
 
 
 def test_inputs_felix_configuration_and_unchanged_updates():
@@ -218,6 +231,22 @@ def test_calc_orders_policies_and_builds_endpoint_chains():
     assert d.hooks["filter"]["FORWARD"] == "-j cali-FORWARD"
 
 
+def test_equal_orders_tie_break_on_felixs_policy_names():
+    """libcalico-go names a NetworkPolicy ``<namespace>/<name>`` for Felix, and
+    Felix breaks equal orders on that name: GlobalNetworkPolicy ``b`` comes
+    before NetworkPolicy ``default/a``, and ``a`` (global) before both."""
+    inputs = Inputs("node-a")
+    wep(inputs, "node-a", "web", "198.19.0.5", "caliweb", {"app": "web"})
+    for kind, plural, name, ns in (("NetworkPolicy", "networkpolicies", "a", "default"),
+                                   ("GlobalNetworkPolicy", "globalnetworkpolicies", "b", None),
+                                   ("GlobalNetworkPolicy", "globalnetworkpolicies", "a", None),
+                                   ("NetworkPolicy", "networkpolicies", "0", "default")):
+        meta = {"namespace": ns} if ns else {}
+        put(inputs, plural, doc(kind, name, {"order": 5, "selector": "all()"}, **meta), ns)
+    plan = C.Calc().compute(inputs, effective(None, None)).endpoints["caliweb"]
+    assert [p.id for p in plan.ingress] == ["gnp/a", "gnp/b", "np/default/0", "np/default/a"]
+
+
 def test_calc_is_the_same_fresh_or_memoised():
     inputs = build()
     cfg = effective(None, None)
@@ -230,6 +259,74 @@ def test_calc_is_the_same_fresh_or_memoised():
     fresh = C.Calc().compute(inputs, cfg)
     assert again.chains == fresh.chains and again.ipsets == fresh.ipsets
     assert again.chains != first.chains
+
+
+def test_named_port_sets_hold_ip_proto_port_of_matching_endpoints():
+    inputs = Inputs("node-a")
+    http = [{"name": "http", "protocol": "TCP", "port": 8080},
+            {"name": "dns", "protocol": "UDP", "port": 53}]
+    wep(inputs, "node-a", "web", "198.19.0.5", "caliweb", {"app": "web"}, ports=http)
+    wep(inputs, "node-b", "web2", "198.19.1.5", "caliweb2", {"app": "web"},
+        ports=[{"name": "http", "protocol": 6, "port": 80}])  # another node, by number
+    wep(inputs, "node-a", "db", "198.19.0.6", "calidb", {"app": "db"}, ports=http)
+    wep(inputs, "node-a", "udp", "198.19.0.7", "caliudp", {"app": "web"},
+        ports=[{"name": "http", "protocol": "UDP", "port": 8080}])  # UDP: not TCP's http
+    wep(inputs, "node-a", "none", "198.19.0.8", "calinone", {"app": "web"})  # no such port
+    put(inputs, "globalnetworkpolicies", doc("GlobalNetworkPolicy", "np", {
+        "selector": "all()", "ingress": [
+            {"action": "Allow", "protocol": "TCP",
+             "destination": {"selector": "app == 'web'", "ports": ["http"]}},
+            {"action": "Allow", "protocol": "UDP", "destination": {"ports": ["dns"]}},
+            {"action": "Deny", "protocol": "TCP", "source": {"notPorts": ["http"]}}]}))
+    cfg = effective(None, None)
+    calc = C.Calc()
+    d = calc.compute(inputs, cfg)
+    web_http = S.named_port_set(parse("app == 'web'"), "tcp", "http")
+    any_dns = S.named_port_set(parse("all()"), "udp", "dns")
+    any_http = S.named_port_set(parse("all()"), "tcp", "http")
+    assert d.ipsets[web_http] == C.IPSet("hash:ip,port", frozenset(
+        {"198.19.0.5,tcp:8080", "198.19.1.5,tcp:80"}))
+    assert d.ipsets[any_dns].members == {"198.19.0.5,udp:53", "198.19.0.6,udp:53"}
+    assert d.ipsets[any_http].members == {"198.19.0.5,tcp:8080", "198.19.1.5,tcp:80",
+                                          "198.19.0.6,tcp:8080"}
+    assert S.selector_set(parse("app == 'web'")) not in d.ipsets  # the named set is filtered
+    assert all(name.startswith("cali40p:") and len(name) == 31
+               for name in (web_http, any_dns, any_http))
+    assert not d.errors
+    # the set follows an endpoint whose port number changes, and one that drops it
+    wep(inputs, "node-b", "web2", "198.19.1.5", "caliweb2", {"app": "web"},
+        ports=[{"name": "http", "protocol": "TCP", "port": 8000}])
+    wep(inputs, "node-a", "web", "198.19.0.5", "caliweb", {"app": "web"})
+    again = calc.compute(inputs, cfg)
+    assert again.ipsets[web_http].members == {"198.19.1.5,tcp:8000"}
+    assert again.ipsets == C.Calc().compute(inputs, cfg).ipsets  # memo or not
+
+
+def test_memo_of_applying_policies_never_mixes_generations():
+    """The memo was keyed on np + gnp * 1_000_003 generations: 1_000_003
+    NetworkPolicy changes looked like one GlobalNetworkPolicy change."""
+    inputs = Inputs("node-a")
+    wep(inputs, "node-a", "web", "198.19.0.5", "caliweb", {"app": "web"})
+    calc, cfg = C.Calc(), effective(None, None)
+    inputs.generation["globalnetworkpolicies"] = 1
+    assert calc.compute(inputs, cfg).endpoints["caliweb"].ingress == ()
+    put(inputs, "networkpolicies", doc("NetworkPolicy", "p", {"selector": "all()"},
+                                       namespace="default"), "default")
+    inputs.generation["networkpolicies"] = 1_000_003
+    inputs.generation["globalnetworkpolicies"] = 0
+    assert [p.name for p in calc.compute(inputs, cfg).endpoints["caliweb"].ingress] == ["p"]
+
+
+def test_more_than_256_ipsets_is_no_error():
+    """CONFIG_IP_SET_MAX (256) is where the kernel's table starts, not a limit
+    (it grows on demand): 300 selectors are no calculation error."""
+    inputs = Inputs("node-a")
+    wep(inputs, "node-a", "web", "198.19.0.5", "caliweb", {"app": "web"})
+    put(inputs, "globalnetworkpolicies", doc("GlobalNetworkPolicy", "many", {
+        "selector": "all()", "ingress": [{"action": "Allow", "source": {
+            "selector": f"app == 'a{i}'"}} for i in range(300)]}))
+    d = C.Calc().compute(inputs, effective(None, None))
+    assert len(d.ipsets) == 302 and d.errors == []
 
 
 def test_missing_profile_is_default_drop_and_links_gate_routes():
@@ -374,3 +471,24 @@ def test_metrics_render_prometheus_text():
 def test_hash_read_with_or_without_quotes(text):
     assert ipt.parse_save(f"*filter\n{text}\nCOMMIT\n")["filter"].chains["cali-x"] == [
         "abcdefghijklmnop"]
+
+
+def test_the_shell_turns_every_tool_failure_into_a_kernel_error(tmp_path, monkeypatch):
+    """A hung or missing ipset / iptables-save raised TimeoutExpired or
+    FileNotFoundError out of the apply, which stopped the agent; a
+    KernelError is reported and retried. (Stand-ins on PATH, no root.)"""
+    from pybgp.errors import KernelError
+
+    slow = tmp_path / "ipset"
+    slow.write_text("#!/bin/sh\nexec /bin/sleep 30\n")
+    slow.chmod(0o755)
+    failing = tmp_path / "iptables-save"
+    failing.write_text("#!/bin/sh\necho 'no table' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(KernelError, match="ipset save took longer than 0.2s"):
+        ips.save(timeout=0.2)
+    with pytest.raises(KernelError, match="iptables-save failed: no table"):
+        ipt.save()
+    with pytest.raises(KernelError, match="iptables-restore failed to start"):
+        ipt.start_restore("*filter\nCOMMIT\n")

@@ -283,3 +283,37 @@ def test_resync_counts_right_routes_and_looks_closer_only_on_drift() -> None:
     assert ks.resync().ok and kernel.dumps == 5
     assert kernel.writes[1:] == [("delete", stray)]
     assert kernel_view(kernel) == set(routes)
+
+
+def test_spared_strays_stay_until_spare_says_no() -> None:
+    """An owner sharing its mark (the agent with the CNI plugin) spares some
+    routes of its own that nothing explains: left in place, known, and deleted
+    by the next apply once spare() turns false, without another dump."""
+    explained = via("198.19.0.1/32", dev="eth0", protocol=80)
+    young = via("198.19.0.2/32", dev="eth0", protocol=80)
+    old = via("198.19.0.3/32", dev="eth0", protocol=80)
+    kernel = FakeKernel([explained, young, old])
+    ks = KernelSync(kernel, protocol=80)
+    spared = {"198.19.0.2/32"}
+    asked: list[str] = []
+
+    def spare(route: KRoute) -> bool:
+        asked.append(route.prefix)
+        return route.prefix in spared
+
+    ks.spare = spare
+    ks.set_desired([explained])
+    assert ks.resync().ok
+    assert [(op, r.prefix) for op, r in kernel.writes] == [("delete", "198.19.0.3/32")]
+    assert [r.prefix for r in ks.strays()] == ["198.19.0.2/32"]
+    assert "198.19.0.1/32" not in asked  # a desired route is never asked about
+    kernel.writes.clear()
+    assert not ks.apply().done and kernel_view(kernel, 80) == {explained, young}
+    # its endpoint arrives: desired now, and already right — nothing is written
+    ks.set_desired([explained, young])
+    assert not ks.plan() and ks.strays() == []
+    ks.set_desired([explained])  # gone again, and no longer spared
+    spared.clear()
+    dumps = kernel.dumps
+    assert [(op, r.prefix) for op, r in ks.apply().done] == [("delete", "198.19.0.2/32")]
+    assert kernel.dumps == dumps and kernel_view(kernel, 80) == {explained}
