@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pybgp.testing.journal import Journal
 from pybgp.testing.names import check_part, check_prefix
 
 FABRIC = ipaddress.IPv4Network("198.18.0.0/24")
@@ -183,7 +184,7 @@ class Paths:
         """What ``down`` removes (the journal last), whether or not it got made."""
         nodes = [self.node(n) for n in plan.node_names] if plan else []
         return [self.etcd, self.peer, self.root / "cni", self.root / "secrets", *nodes,
-                self.journal]
+                *Journal.temp_files(self.journal), self.journal]
 
     def check(self, plan: Plan) -> None:
         """Every unix socket the lab will bind fits in sun_path."""

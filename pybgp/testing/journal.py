@@ -11,6 +11,10 @@ Owns: one file; every write is a temp file in the same directory, fsynced,
 then renamed over it (a reader sees the old document or the new one, never
 half of one).
 
+A writer killed between creating its temp file and the rename leaves that
+file behind; :meth:`Journal.temp_files` names such files so whoever removes
+the journal removes them too.
+
 Must never: write anywhere but its own path and the temp file beside it.
 """
 
@@ -35,6 +39,15 @@ class Journal:
             raise ValueError(f"{path}: not a JSON object")
         return cls(path, doc)
 
+    @staticmethod
+    def temp_files(path: str | Path) -> list[Path]:
+        """Temp files of writers of the journal at ``path`` (left by a killed one)."""
+        path = Path(path)
+        return sorted(path.parent.glob(f".{path.name}.tmp*"))
+
+    def _temp(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+
     def get(self, key: str, default: Any = None) -> Any:
         return self.doc.get(key, default)
 
@@ -45,7 +58,7 @@ class Journal:
 
     def write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        tmp = self._temp()
         with open(tmp, "w") as fh:
             json.dump(self.doc, fh, indent=1, sort_keys=True)
             fh.write("\n")

@@ -92,3 +92,14 @@ def test_journal_survives_a_killed_writer(tmp_path: Path) -> None:
         proc.kill()
         proc.wait(10)
     assert Journal.load(path).get("n")["pad"] == "x" * 2000
+    # whatever temp file the killed writer left is named for removal
+    assert all(p in Journal.temp_files(path) for p in tmp_path.glob(".state.json.tmp*"))
+    assert path not in Journal.temp_files(path)
+
+
+def test_journal_temp_files_are_the_writers(tmp_path: Path) -> None:
+    path = tmp_path / "lab.json"
+    left = tmp_path / ".lab.json.tmp4242"
+    left.write_text("{")
+    (tmp_path / ".other.json.tmp1").write_text("{")
+    assert Journal.temp_files(path) == [left]
