@@ -122,6 +122,8 @@ class Group:
         """The member furthest behind (the one holding the log back)."""
         if not self.members:
             return None
+        for box in self.members.values():
+            box.skip_empty()
         return min(self.members.values(), key=lambda b: b.cursor)
 
 
@@ -157,6 +159,7 @@ class Outbox:
 
     def buffers(self, limit: int = 64) -> list[bytes | memoryview]:
         """The next buffers to write (at most ``limit``), in order."""
+        self.skip_empty()
         out: list[bytes | memoryview] = []
         if self.partial is not None:
             out.append(self.partial)
@@ -204,9 +207,15 @@ class Outbox:
                 self.partial = memoryview(data)[n:]
                 return
             n -= len(data)
-        # skip chunks with nothing for us, so a fully written member reads as idle
-        while group is not None and self.cursor < group.next_seq and not (
-                self.own and self.own[0][0] <= self.cursor):
+        self.skip_empty()
+
+    def skip_empty(self) -> None:
+        """Move past chunks with nothing for this member (those whose paths
+        all came from it), so it never holds the log back for nothing."""
+        group = self.group
+        if group is None or self.partial is not None:
+            return
+        while self.cursor < group.next_seq and not (self.own and self.own[0][0] <= self.cursor):
             chunk = group.chunk(self.cursor)
             if chunk is not None and chunk.data_for(self.peer):
                 break

@@ -156,12 +156,12 @@ class Peer:
              retry: bool = True) -> list[PeerAction]:
         out: list[PeerAction] = []
         for act in actions:
+            if conn not in self.sessions and not isinstance(act, s.Closed):
+                continue  # closed meanwhile (a collision lost in the same breath)
             if isinstance(act, s.Opened):
                 out.append((conn, act))
                 out += self._collision(conn, act.info, now)
             elif isinstance(act, s.Up):
-                if conn not in self.sessions:
-                    continue  # lost the collision in the same breath
                 self.established = conn
                 self.info = act.info
                 self.since = now
