@@ -161,6 +161,7 @@ class ReflectorDaemon:
         for p in list(self.peers.values()):
             p.local = local  # the Restart State bit goes once the start-up hold is over
             self._actions(p, p.tick(now))
+            self._forget_if_gone(p)
             if p.wants_connection(now):
                 self._connect(p, now)
         self._schedule_flush()
@@ -349,9 +350,16 @@ class ReflectorDaemon:
                 self._effects(core.peer_down(address, act.graceful, now))
             elif isinstance(act, s.Closed) and conn is not None:
                 self._finish(conn)
-        if p.spec.dynamic and not p.sessions and self.peers.get(address) is p:
+        self._forget_if_gone(p)
+
+    def _forget_if_gone(self, p: pr.Peer) -> None:
+        """A peer from a range is shown while it has a session or paths (stale
+        ones, while it restarts); then it is forgotten."""
+        address = p.spec.address
+        if (p.spec.dynamic and not p.sessions and self.peers.get(address) is p
+                and not self.core.rib.imported_count(address)):
             del self.peers[address]
-            core.forget(address)
+            self.core.forget(address)
 
     def _finish(self, conn: Conn) -> None:
         """A session ended: write what it queued last (its NOTIFICATION) if the
