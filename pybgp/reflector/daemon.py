@@ -537,8 +537,21 @@ def os_error_text(err: int) -> str:
     return os.strerror(err)
 
 
+def more_files() -> None:
+    """One socket per peer: take the hard limit of open files (often 1024
+    soft, far more hard), as a reflector for thousands of nodes needs."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY
+                                                        else 1 << 20, hard))
+
+
 def main(opts: Options) -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    more_files()
     asyncio.run(ReflectorDaemon(opts).run())
     return 0

@@ -550,6 +550,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cluster-id")
     ap.add_argument("--timeout", type=float, default=300.0)
     args = ap.parse_args(argv)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < args.clients + 64 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.clients + 64, hard))
     addresses = host_addresses(args.base, args.clients + 1)
     swarm = Swarm(args.reflector, addresses, args.routes, asn=args.asn,
                   cluster_id=args.cluster_id, hold_time=args.hold_time)

@@ -344,3 +344,49 @@ def test_a_member_that_holds_the_log_back_too_long_is_reset():
         net.received(C)  # C keeps up, B never reads
         resets += fx.reset
     assert resets and resets[0][:3] == (B, 6, 8)
+
+
+def test_ipv6_unicast_is_reflected_to_peers_that_negotiated_it():
+    import socket
+
+    from pybgp.reflector.wire import IPV6_UNICAST
+
+    net = Net(families=(IPV4_UNICAST, IPV6_UNICAST))
+    both = (IPV4_UNICAST, IPV6_UNICAST)
+    for addr, fams in ((A, both), (B, both), (C, (IPV4_UNICAST,))):
+        info = PeerInfo(router_id=addr, asn=64512, hold_time=90, families=fams, asn4=True,
+                        route_refresh=True, graceful_restart=None)
+        box = net.boxes[addr] = Outbox(addr)
+        net.tables[addr], net.eor[addr], net.raw[addr], net.asn4[addr] = {}, 0, [], True
+        net.core.peer_up(addr, Role.CLIENT, info, box, 0)
+    assert net.boxes[A].group is net.boxes[B].group is not net.boxes[C].group
+    nh = socket.inet_pton(socket.AF_INET6, "2001:db8::11")
+    attrs = bytes((0x40, 1, 1, 0, 0x40, 2, 0, 0x40, 5, 4, 0, 0, 0, 100))
+    dec = codec.UpdateDecoder(A, A, asn4=True, families=both)
+    for m in codec.announce_messages(IPV6_UNICAST, attrs, nh, ["2001:db8:1::/64"]):
+        net.core.routes(A, dec.decode(m[19:]))
+    net.core.flush()
+
+    def v6_table(addr: str) -> tuple[dict[str, codec.RPath], list]:
+        box, data = net.boxes[addr], b""
+        while bufs := box.buffers():
+            chunk = b"".join(bytes(b) for b in bufs)
+            data += chunk
+            box.advance(len(chunk))
+        d6 = codec.UpdateDecoder(RID, RID, asn4=True, families=both)
+        out: dict[str, codec.RPath] = {}
+        eors = []
+        for _kind, body in wire.Framer().feed(data):
+            upd = d6.decode(body)
+            if upd.eor is not None:
+                eors.append(upd.eor)
+            for path, prefixes in upd.groups:
+                out.update(dict.fromkeys(prefixes, path))
+        return out, eors
+
+    got, eors = v6_table(B)
+    assert list(got) == ["2001:db8:1::/64"]
+    assert got["2001:db8:1::/64"].next_hop == "2001:db8::11"
+    assert got["2001:db8:1::/64"].cluster_list == (CID,)
+    assert eors == [IPV4_UNICAST, IPV6_UNICAST]  # an End-of-RIB for each family
+    assert v6_table(C) == ({}, [IPV4_UNICAST])  # it did not negotiate IPv6
