@@ -60,6 +60,7 @@ LABEL = {"pybgp": "pybgp reflector", "bird": "BIRD 2", "gobgp": "GoBGP",
 @dataclass
 class Run:
     who: str
+    scenario: str
     clients: int
     time_s: float | None
     median_client_s: float | None
@@ -175,7 +176,7 @@ class Bench:
         return proc, lambda: stop_process_group(proc, 10)
 
     # -- one run -----------------------------------------------------------------------
-    def run(self, who: str, clients: int) -> Run:
+    def run(self, who: str, clients: int, scenario: str = "fanout") -> Run:
         proc, stop = self._start(who, clients)
         swarm: subprocess.Popen[str] | None = None
         spy: subprocess.Popen[bytes] | None = None
@@ -184,8 +185,8 @@ class Bench:
                 self.cl, sys.executable, "-m", "pybgp.testing.bgp_clients",
                 "--reflector", RR_IP, "--base", CLIENT_BASE, "--clients", str(clients),
                 "--routes", str(self.routes), "--cluster-id", CLUSTER_ID,
-                "--timeout", str(self.timeout), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                text=True)
+                "--timeout", str(self.timeout), *(["--storm"] if scenario == "storm" else []),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             ready = _lines(swarm, self.timeout, "sessions established")
             time.sleep(1.0)
             if self.profile is not None and who == "pybgp":
@@ -198,10 +199,11 @@ class Bench:
             if proc.poll() is not None:
                 raise RuntimeError(f"{who} exited during the run ({proc.returncode})")
             err = ""
-            if result["bad"] or result["wrong_attributes"] or result["injector_received"]:
+            back = result["injector_received"] if scenario == "fanout" else 0
+            if result["bad"] or result["wrong_attributes"] or back:
                 err = (f"bad={result['bad']} wrong attributes={result['wrong_attributes']!r} "
-                       f"sent back to the injector={result['injector_received']}")
-            return Run(who, clients, result["time_s"], result["median_client_s"], rss,
+                       f"sent back to the injector={back}")
+            return Run(who, scenario, clients, result["time_s"], result["median_client_s"], rss,
                        result["tool_cpu_s"], ready["setup_s"], cpu, err)
         finally:
             if spy is not None:
@@ -259,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gobgp-reps", type=int, default=1,
                     help="repetitions for GoBGP (it sends one prefix per UPDATE: minutes)")
     ap.add_argument("--only", default=",".join(WHO), help="reflectors to run")
+    ap.add_argument("--scenarios", default="fanout,storm",
+                    help="fanout: one client injects every route; storm: every client "
+                         "announces its share at once (a reflector restart's reconnect storm)")
     ap.add_argument("--timeout", type=float, default=900.0,
                     help="seconds allowed for sessions to come up, and for one transfer")
     ap.add_argument("--profile", type=Path, default=None,
@@ -266,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = sorted({int(x) for x in args.clients.split(",") if x.strip()})
     who = [w for w in WHO if w in args.only.split(",")]
+    scenarios = [x for x in ("fanout", "storm") if x in args.scenarios.split(",")]
     if not sizes or not all(1 <= c <= 1000 for c in sizes):
         ap.error("--clients: counts from 1 to 1000")
     if not 1 <= args.routes <= 65536 or not 1 <= args.reps <= 10:
@@ -288,55 +294,65 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Topology(prefix="pbrrf") as topo:
             bench = Bench(topo, workdir, args.routes, args.timeout, args.profile)
-            for clients in sizes:
-                for rep in range(args.reps):
-                    order = who[rep % len(who):] + who[:rep % len(who)]
-                    for w in order:
-                        if w == "gobgp" and rep >= args.gobgp_reps:
-                            continue
-                        r = bench.run(w, clients)
-                        runs.append(r)
-                        t = "TIMEOUT" if r.time_s is None else f"{r.time_s:.3f}s"
-                        print(f"  clients={clients} rep={rep} {w:<6} {t:>9}  "
-                              f"median client {r.median_client_s or float('nan'):.3f}s  "
-                              f"peak RSS {r.rss_mib:.1f} MiB  CPU {r.cpu_s:.2f}s, "
-                              f"swarm {r.tool_cpu_s:.2f}s"
-                              f"  (sessions up in {r.setup_s:.1f}s)"
-                              f"{'  ' + r.error if r.error else ''}", flush=True)
+            for scenario, clients, rep in [(x, c, r) for x in scenarios for c in sizes
+                                           for r in range(args.reps)]:
+                order = who[rep % len(who):] + who[:rep % len(who)]
+                for w in order:
+                    # GoBGP sends a prefix an UPDATE: minutes a run; the floor
+                    # only fans out one injector's routes
+                    if w == "gobgp" and (rep >= args.gobgp_reps or scenario == "storm"):
+                        continue
+                    if w == "floor" and scenario == "storm":
+                        continue
+                    r = bench.run(w, clients, scenario)
+                    runs.append(r)
+                    t = "TIMEOUT" if r.time_s is None else f"{r.time_s:.3f}s"
+                    print(f"  {scenario} clients={clients} rep={rep} {w:<6} {t:>9}  "
+                          f"median client {r.median_client_s or float('nan'):.3f}s  "
+                          f"peak RSS {r.rss_mib:.1f} MiB  CPU {r.cpu_s:.2f}s, "
+                          f"swarm {r.tool_cpu_s:.2f}s"
+                          f"  (sessions up in {r.setup_s:.1f}s)"
+                          f"{'  ' + r.error if r.error else ''}", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     print()
-    print(f"{'clients':>7} {'reflector':<22} {'median s':>9} {'runs (s)':<26} "
+    print(f"{'scenario':<8} {'clients':>7} {'reflector':<22} {'median s':>9} {'runs (s)':<26} "
           f"{'peak RSS MiB':>12} {'CPU s':>7} {'swarm CPU s':>11}")
-    summary: dict[tuple[int, str], tuple[float, float]] = {}
-    for clients in sizes:
-        for w in who:
-            rs = [r for r in runs if r.clients == clients and r.who == w]
-            done = [r.time_s for r in rs if r.time_s is not None and not r.error]
-            t_med = median(done) if len(done) == len(rs) else float("inf")
-            rss = median([r.rss_mib for r in rs])
-            summary[(clients, w)] = (t_med, rss)
-            times = ",".join("T/O" if r.time_s is None else f"{r.time_s:.2f}" for r in rs)
-            cpu = median([r.tool_cpu_s for r in rs])
-            own = median([r.cpu_s for r in rs])
-            print(f"{clients:>7} {LABEL[w]:<22} {t_med:>9.3f} {times:<26} {rss:>12.1f} "
-                  f"{own:>7.2f} {cpu:>11.2f}")
-    if "pybgp" in who and "bird" in who:
-        for clients in sizes:
-            (t, rss), (bt, brss) = summary[(clients, "pybgp")], summary[(clients, "bird")]
-            print(f"{clients:>7} ratio pybgp/BIRD: time {t / bt:.2f}  RSS {rss / brss:.2f}")
+    summary: dict[tuple[str, int, str], tuple[float, float]] = {}
+    for scenario, clients, w in [(x, c, w) for x in scenarios for c in sizes for w in who]:
+        rs = [r for r in runs if r.clients == clients and r.who == w
+              and r.scenario == scenario]
+        if not rs:
+            continue
+        done = [r.time_s for r in rs if r.time_s is not None and not r.error]
+        t_med = median(done) if len(done) == len(rs) else float("inf")
+        rss = median([r.rss_mib for r in rs])
+        summary[(scenario, clients, w)] = (t_med, rss)
+        times = ",".join("T/O" if r.time_s is None else f"{r.time_s:.2f}" for r in rs)
+        cpu = median([r.tool_cpu_s for r in rs])
+        own = median([r.cpu_s for r in rs])
+        print(f"{scenario:<8} {clients:>7} {LABEL[w]:<22} {t_med:>9.3f} {times:<26} "
+              f"{rss:>12.1f} {own:>7.2f} {cpu:>11.2f}")
+    nan = (float("nan"), float("nan"))
+    for scenario, clients in [(x, c) for x in scenarios for c in sizes]:
+        (t, rss) = summary.get((scenario, clients, "pybgp"), nan)
+        (bt, brss) = summary.get((scenario, clients, "bird"), nan)
+        print(f"{scenario:<8} {clients:>7} ratio pybgp/BIRD: time {t / bt:.2f}  "
+              f"RSS {rss / brss:.2f}")
     print(f"total wall time {time.monotonic() - t_start:.0f}s")
     c = sizes[-1]
 
-    def get(w: str) -> tuple[float, float]:
-        return summary.get((c, w), (float("nan"), float("nan")))
+    def get(w: str, scenario: str = "fanout") -> tuple[float, float]:
+        return summary.get((scenario, c, w), nan)
 
     (t, rss), (bt, brss), (gt, grss), (ft, _f) = get("pybgp"), get("bird"), get("gobgp"), \
         get("floor")
+    (st, _s), (sbt, _sb) = get("pybgp", "storm"), get("bird", "storm")
     print(f"RESULT clients={c} routes={args.routes} time_s={t:.3f} bird_time_s={bt:.3f} "
           f"ratio={t / bt:.2f} gobgp_time_s={gt:.3f} rss_mib={rss:.1f} bird_rss_mib={brss:.1f} "
-          f"rss_ratio={rss / brss:.2f} gobgp_rss_mib={grss:.1f} floor_time_s={ft:.3f}")
+          f"rss_ratio={rss / brss:.2f} gobgp_rss_mib={grss:.1f} floor_time_s={ft:.3f} "
+          f"storm_time_s={st:.3f} storm_bird_time_s={sbt:.3f} storm_ratio={st / sbt:.2f}")
     return 0
 
 

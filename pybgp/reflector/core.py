@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pybgp.reflector import codec, wire
-from pybgp.reflector.groups import Group, GroupKey, Message, Outbox
+from pybgp.reflector.groups import Group, GroupKey, Message, Outbox, Table
 from pybgp.reflector.session import PeerInfo
 from pybgp.reflector.wire import Family, GracefulRestart
 from pybgp.speaker import rr
@@ -115,7 +115,6 @@ class Reflector:
         self.holding = settings.startup_hold > 0
         self.expected: set[str] = set()  # configured peers the start-up hold waits for
         self._eor_owed: set[str] = set()
-        self._snapshots: dict[GroupKey, tuple[int, list[tuple[str, bytes]]]] = {}
         self.started_at = now
 
     def start(self) -> Effects:
@@ -147,15 +146,15 @@ class Reflector:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = Group(key)
-        for source, msg in self._snapshot(group):
-            if source != address:
-                box.send(msg)
-        group.join(box)
+        table = self._table(group)
+        for part in table.for_peer(address):
+            box.send(part)  # a view of the shared table: nothing copied per peer
+        group.join(box, at=table.seq)
         if self.holding:
             self._eor_owed.add(address)
-        else:
+        else:  # after the table and the log replayed behind it
             for family in info.families:
-                box.send(wire.end_of_rib(family))
+                box.send_after_log(wire.end_of_rib(family))
         return fx
 
     def peer_down(self, address: str, graceful: bool, now: float) -> Effects:
@@ -227,7 +226,7 @@ class Reflector:
         self.flush()
         group = st.box.group
         after = group.next_seq
-        for source, msg in self._snapshot(group, family):
+        for source, msg in self._messages(group, family):
             if source != address:
                 st.box.send(msg, after=after)
 
@@ -264,7 +263,7 @@ class Reflector:
         reflects = rr.reflects
         for prefix, old in pending.items():
             new = best(prefix)
-            if new == old:
+            if new is old or (new is not None and old is not None and new == old):
                 continue
             family = codec.family_of(prefix)
             for group, plan, role, families in plans:
@@ -320,12 +319,18 @@ class Reflector:
         self.rib.sweep_stale(st.address)
         st.stale = False
 
-    def _snapshot(self, group: Group, family: Family | None = None) -> list[tuple[str, bytes]]:
-        """The group's whole table as (source peer, UPDATE), made once per RIB
-        version (every peer coming up at once shares it)."""
-        cached = self._snapshots.get(group.key)
-        if family is None and cached is not None and cached[0] == self.version:
-            return cached[1]
+    def _table(self, group: Group) -> Table:
+        """The group's table for a peer that comes up: the one kept while the
+        log since it is smaller than it (peers coming up together, or one
+        after another while routes keep coming, share one encoding), else a
+        new one at the log's head."""
+        table = group.usable_table(len(group.table.blob) if group.table else 0)
+        if table is None:
+            table = group.table = Table(group.next_seq, self._messages(group))
+        return table
+
+    def _messages(self, group: Group, family: Family | None = None) -> list[tuple[str, bytes]]:
+        """The group's whole table now, as (source peer, UPDATE)."""
         role = group.key.role
         roles = {a: st.role for a, st in self.peers.items()}
         families = set(group.key.families) if family is None else {family}
@@ -350,8 +355,6 @@ class Reflector:
                                              prefixes):
                 out.append((path.peer, m))
         group.encoded += len(out)
-        if family is None:
-            self._snapshots[group.key] = (self.version, out)
         return out
 
     def _maybe_end_hold(self) -> Effects:

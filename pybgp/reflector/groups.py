@@ -40,26 +40,83 @@ class GroupKey:
     families: tuple[Family, ...]
 
 
+def _spans(messages: Iterable[tuple[str | None, bytes]]) -> tuple[bytes, dict[str, list[
+        tuple[int, int]]]]:
+    """Messages joined into one blob, and each named peer's (start, end)
+    ranges in it (neighbouring ones merged)."""
+    parts: list[bytes] = []
+    spans: dict[str, list[tuple[int, int]]] = {}
+    pos = 0
+    for peer, m in messages:
+        if peer is not None:
+            ranges = spans.setdefault(peer, [])
+            if ranges and ranges[-1][1] == pos:
+                ranges[-1] = (ranges[-1][0], pos + len(m))
+            else:
+                ranges.append((pos, pos + len(m)))
+        parts.append(m)
+        pos += len(m)
+    return b"".join(parts), spans
+
+
+def _without(blob: bytes, ranges: list[tuple[int, int]]) -> list[bytes | memoryview]:
+    """``blob`` minus ``ranges``, as views of it (nothing copied)."""
+    if not ranges:
+        return [blob] if blob else []
+    view = memoryview(blob)
+    out: list[bytes | memoryview] = []
+    pos = 0
+    for start, end in ranges:
+        if start > pos:
+            out.append(view[pos:start])
+        pos = end
+    if pos < len(blob):
+        out.append(view[pos:])
+    return out
+
+
 class Chunk:
-    """One batch of UPDATEs for a group, encoded once."""
+    """One batch of UPDATEs for a group, encoded once: ``blob`` for everyone,
+    less the ranges of the paths a member sent itself (``skips``), plus the
+    few messages meant for one member only (``only``)."""
 
-    __slots__ = ("seq", "common", "special")
+    __slots__ = ("seq", "blob", "skips", "only")
 
-    def __init__(self, seq: int, common: bytes, special: dict[str, bytes]):
-        self.seq, self.common, self.special = seq, common, special
+    def __init__(self, seq: int, blob: bytes, skips: dict[str, list[tuple[int, int]]],
+                 only: dict[str, bytes]):
+        self.seq, self.blob, self.skips, self.only = seq, blob, skips, only
 
-    def data_for(self, peer: str) -> bytes:
-        data = self.special.get(peer)
-        return self.common if data is None else data
+    def parts_for(self, peer: str) -> list[bytes | memoryview]:
+        own = self.only.get(peer)
+        parts = _without(self.blob, self.skips.get(peer, []))
+        return [own, *parts] if own else parts
 
     @property
     def size(self) -> int:
-        return len(self.common) + sum(len(d) for d in self.special.values())
+        return len(self.blob) + sum(len(d) for d in self.only.values())
 
 
 #: A message for a group: bytes, the member that must not get it (the
 #: path's own peer) and the only member that gets it (or None: everyone).
 Message = tuple[bytes, str | None, str | None]
+
+
+class Table:
+    """A group's whole table as it was at log position ``seq``: the UPDATEs
+    joined into one ``blob``, and where each source peer's messages are.
+    A peer joining later gets it (without its own paths' messages) and then
+    the log from ``seq``: the table is encoded once for every peer that
+    joins while the log since ``seq`` is kept (``Group.pin``)."""
+
+    __slots__ = ("seq", "blob", "spans")
+
+    def __init__(self, seq: int, messages: list[tuple[str, bytes]]):
+        self.seq = seq
+        self.blob, self.spans = _spans(messages)
+
+    def for_peer(self, peer: str) -> list[bytes | memoryview]:
+        """The table without ``peer``'s own paths, as views of the blob."""
+        return _without(self.blob, self.spans.get(peer, []))
 
 
 class Group:
@@ -70,10 +127,27 @@ class Group:
         self.next_seq = 0
         self.log_bytes = 0
         self.encoded = 0  # UPDATE messages encoded for this group (not per member)
+        self.table: Table | None = None  # the last table made, while its log is kept
 
-    def join(self, box: Outbox) -> None:
+    def join(self, box: Outbox, at: int | None = None) -> None:
+        """``box`` reads the log from ``at`` (default: its head)."""
         self.members[box.peer] = box
-        box.group, box.cursor = self, self.next_seq
+        box.group, box.cursor = self, self.next_seq if at is None else at
+
+    def usable_table(self, limit: int) -> Table | None:
+        """The kept table, if the log since it is whole and not larger than
+        ``limit`` bytes (else a new one is cheaper than the replay)."""
+        t = self.table
+        if t is None:
+            return None
+        if t.seq != self.next_seq and not (self.log and self.log[0].seq <= t.seq):
+            self.table = None
+            return None
+        since = sum(c.size for c in self.log if c.seq >= t.seq) if t.seq != self.next_seq else 0
+        if since > limit:
+            self.table = None
+            return None
+        return t
 
     def leave(self, box: Outbox) -> None:
         if self.members.get(box.peer) is box:
@@ -87,28 +161,31 @@ class Group:
         if not msgs:
             return None
         self.encoded += len(msgs)
-        named = {p for _, skip, only in msgs for p in (skip, only) if p is not None}
-        common = b"".join(m for m, _skip, only in msgs if only is None)
-        special = {}
-        for peer in named:
-            if peer in self.members:
-                special[peer] = b"".join(m for m, skip, only in msgs
-                                         if (only == peer) or (only is None and skip != peer))
-        chunk = Chunk(self.next_seq, common, special)
+        blob, skips = _spans((skip, m) for m, skip, only in msgs if only is None)
+        only: dict[str, list[bytes]] = {}
+        for m, _skip, to in msgs:
+            if to is not None:
+                only.setdefault(to, []).append(m)
+        chunk = Chunk(self.next_seq, blob, skips, {p: b"".join(ms) for p, ms in only.items()})
         self.next_seq += 1
-        if not self.members:
+        if not self.members and self.table is None:
             return chunk  # nobody to read it
         self.log.append(chunk)
         self.log_bytes += chunk.size
         return chunk
 
     def trim(self) -> None:
-        """Forget the chunks every member has read."""
-        if not self.members:
+        """Forget the chunks every member has read (and the kept table does
+        not need)."""
+        if self.table is not None and self.log_bytes > len(self.table.blob):
+            self.table = None  # replaying would cost more than a new table
+        if not self.members and self.table is None:
             self.log.clear()
             self.log_bytes = 0
             return
-        low = min(b.cursor for b in self.members.values())
+        low = min((b.cursor for b in self.members.values()), default=self.next_seq)
+        if self.table is not None:
+            low = min(low, self.table.seq)
         log = self.log
         while log and log[0].seq < low:
             self.log_bytes -= log.popleft().size
@@ -128,20 +205,22 @@ class Group:
 
 
 class Outbox:
-    """What one connection still has to write, in order."""
+    """What one connection still has to write, in order: the rest of a
+    buffer the socket took part of, the parts of a chunk begun, own
+    messages that are due, and the group's chunks from ``cursor``."""
 
-    __slots__ = ("peer", "own", "group", "cursor", "partial", "closing", "written")
+    __slots__ = ("peer", "own", "group", "cursor", "partial", "pending", "written")
 
     def __init__(self, peer: str):
         self.peer = peer
-        self.own: collections.deque[tuple[int, bytes]] = collections.deque()  # (after, data)
+        self.own: collections.deque[tuple[int, bytes | memoryview]] = collections.deque()
         self.group: Group | None = None
         self.cursor = 0
         self.partial: memoryview | None = None
-        self.closing = False  # close once everything queued is written
+        self.pending: collections.deque[bytes | memoryview] = collections.deque()
         self.written = 0
 
-    def send(self, data: bytes, *, after: int | None = None) -> None:
+    def send(self, data: bytes | memoryview, *, after: int | None = None) -> None:
         """Queue an own message; with ``after``, behind the group's log up to there."""
         if data:
             self.own.append((-1 if after is None else after, data))
@@ -150,8 +229,8 @@ class Outbox:
         """Queue behind everything the group has queued for this member so far."""
         self.send(data, after=self.group.next_seq if self.group is not None else None)
 
-    def drop_own(self) -> None:
-        self.own.clear()
+    def _own_due(self, seq: int, i: int = 0) -> bool:
+        return i < len(self.own) and (self.group is None or self.own[i][0] <= seq)
 
     @property
     def idle(self) -> bool:
@@ -163,44 +242,39 @@ class Outbox:
         out: list[bytes | memoryview] = []
         if self.partial is not None:
             out.append(self.partial)
-        own = list(self.own)
-        i = 0
-        seq = self.cursor
-        group = self.group
-        head = group.next_seq if group is not None else seq
+        out.extend(self.pending)
+        i, seq, group = 0, self.cursor, self.group
         while len(out) < limit:
-            if i < len(own) and (group is None or own[i][0] <= seq):
-                out.append(own[i][1])
+            if self._own_due(seq, i):
+                out.append(self.own[i][1])
                 i += 1
-                continue
-            if group is not None and seq < head:
+            elif group is not None and seq < group.next_seq:
                 chunk = group.chunk(seq)
                 seq += 1
                 if chunk is not None:
-                    data = chunk.data_for(self.peer)
-                    if data:
-                        out.append(data)
-                continue
-            break
-        return out
+                    out += chunk.parts_for(self.peer)
+            else:
+                break
+        return out[:limit] if len(out) > limit else out
 
     def advance(self, n: int) -> None:
         """``n`` bytes of ``buffers()`` were written."""
         self.written += n
-        if self.partial is not None:
-            if n < len(self.partial):
-                self.partial = self.partial[n:]
-                return
-            n -= len(self.partial)
-            self.partial = None
         group = self.group
         while n > 0:
-            if self.own and (group is None or self.own[0][0] <= self.cursor):
+            data: bytes | memoryview
+            if self.partial is not None:
+                data, self.partial = self.partial, None
+            elif self.pending:
+                data = self.pending.popleft()
+            elif self._own_due(self.cursor):
                 data = self.own.popleft()[1]
             elif group is not None and self.cursor < group.next_seq:
                 chunk = group.chunk(self.cursor)
                 self.cursor += 1
-                data = chunk.data_for(self.peer) if chunk is not None else b""
+                if chunk is not None:
+                    self.pending.extend(chunk.parts_for(self.peer))
+                continue
             else:
                 raise AssertionError("advanced past what was queued")
             if n < len(data):
@@ -213,10 +287,10 @@ class Outbox:
         """Move past chunks with nothing for this member (those whose paths
         all came from it), so it never holds the log back for nothing."""
         group = self.group
-        if group is None or self.partial is not None:
+        if group is None or self.partial is not None or self.pending:
             return
-        while self.cursor < group.next_seq and not (self.own and self.own[0][0] <= self.cursor):
+        while self.cursor < group.next_seq and not self._own_due(self.cursor):
             chunk = group.chunk(self.cursor)
-            if chunk is not None and chunk.data_for(self.peer):
+            if chunk is not None and chunk.parts_for(self.peer):
                 break
             self.cursor += 1

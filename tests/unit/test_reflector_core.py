@@ -390,3 +390,36 @@ def test_ipv6_unicast_is_reflected_to_peers_that_negotiated_it():
     assert got["2001:db8:1::/64"].cluster_list == (CID,)
     assert eors == [IPV4_UNICAST, IPV6_UNICAST]  # an End-of-RIB for each family
     assert v6_table(C) == ({}, [IPV4_UNICAST])  # it did not negotiate IPv6
+
+
+def test_peers_coming_up_while_routes_change_share_one_table():
+    net = Net()
+    net.up(A)
+    net.up(N1, Role.NON_CLIENT)
+    many = [f"198.19.{i // 256}.{i % 256}/32" for i in range(1000)]
+    net.send(A, many)
+    net.up(B)  # the group's table is made here
+    group = net.boxes[B].group
+    encoded = group.encoded
+    net.send(A, ["198.19.200.0/26"])  # one message, logged behind the table
+    net.send(N1, ["198.19.201.0/26"])
+    net.up(C)  # the same table, then the log since it: no new table
+    net.up(D)
+    assert group.encoded == encoded + 2
+    for peer in (B, C, D):
+        assert len(net.received(peer)) == 1002
+    for peer in (C, D):
+        assert net.raw[peer][-1] == b"\x00\x00\x00\x00"  # End-of-RIB after the replay
+    # a joiner's own paths are cut out of the shared table
+    net.send(B, ["198.19.202.0/26"])
+    net.up(B)  # B reconnects (its paths are still there: say it restarted)
+    assert "198.19.202.0/26" not in net.received(B)
+    assert len(net.received(B)) == 1002
+    # churn bigger than the table: a new table next time, not a long replay
+    net.withdraw(A, many)
+    net.send(A, many)
+    net.core.flush()
+    group.trim()
+    assert group.table is None
+    net.up(C)
+    assert len(net.received(C)) == 1003
