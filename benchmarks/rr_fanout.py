@@ -13,7 +13,7 @@ One topology (``pbrrf-<hex>-…`` namespaces) on a fabric bridge:
   pre-encoded bytes out and does nothing else;
 - ``clients`` (198.18.0.10): the swarm (``pybgp.testing.bgp_clients``, the
   same for every reflector): C counting clients and one injector, their
-  addresses 198.18.4.1… (a local route for 198.18.4.0/22 on the loopback,
+  addresses 198.18.8.1… (a local route for 198.18.8.0/21 on the loopback,
   reached from ``rr`` by one route: one neighbour entry, not C).
 
 Per repetition and reflector, fresh: the reflector starts, all C+1
@@ -51,7 +51,7 @@ from pybgp.testing.bgp_clients import host_addresses
 from pybgp.testing.netns import Node, Topology
 
 RR_IP, CLIENTS_IP, ASN, CLUSTER_ID = "198.18.0.2", "198.18.0.10", 64512, "198.18.0.100"
-CLIENT_NET, CLIENT_BASE = "198.18.4.0/22", "198.18.4.1"
+CLIENT_NET, CLIENT_BASE = "198.18.8.0/21", "198.18.8.1"
 WHO = ("pybgp", "bird", "gobgp", "floor")
 LABEL = {"pybgp": "pybgp reflector", "bird": "BIRD 2", "gobgp": "GoBGP",
          "floor": "raw fan-out (floor)"}
@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = sorted({int(x) for x in args.clients.split(",") if x.strip()})
     who = [w for w in WHO if w in args.only.split(",")]
     scenarios = [x for x in ("fanout", "storm") if x in args.scenarios.split(",")]
-    if not sizes or not all(1 <= c <= 1000 for c in sizes):
-        ap.error("--clients: counts from 1 to 1000")
+    if not sizes or not all(1 <= c <= 2000 for c in sizes):
+        ap.error("--clients: counts from 1 to 2000")
     if not 1 <= args.routes <= 65536 or not 1 <= args.reps <= 10:
         ap.error("--routes 1..65536, --reps 1..10")
     if os.geteuid() != 0:
