@@ -512,11 +512,9 @@ class ReflectorDaemon:
 
     async def _serve_ctl(self) -> list[asyncio.Server]:
         from pybgp.reflector.view import View
-        from pybgp.speaker.ctl import serve_bird, serve_json
+        from pybgp.speaker.ctl import serve_both
 
-        view = View(self)
-        return [await serve_bird(self.opts.bird_socket, view),
-                await serve_json(self.opts.json_socket, view)]
+        return await serve_both(self.opts.bird_socket, self.opts.json_socket, View(self))
 
     def _shutdown(self) -> None:
         """Cease (administrative shutdown) to every peer, then close everything."""

@@ -36,6 +36,19 @@ def resource(kind: str, name: str, spec: dict[str, Any], **metadata: Any) -> Any
                            "metadata": {"name": name, **metadata}, "spec": spec})
 
 
+def block_of(ip: object, size: int = 26) -> str:
+    """The IPAM block (a /26 by default) an address belongs to."""
+    return str(ipaddress.ip_network(f"{ip}/{size}", strict=False))
+
+
+def protocol_row(table: str, name: str) -> str:
+    """The ``show protocols`` row of protocol ``name`` ('' if absent)."""
+    for line in table.splitlines():
+        if line.split(maxsplit=1)[:1] == [name]:
+            return line
+    return ""
+
+
 def wait_until(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:

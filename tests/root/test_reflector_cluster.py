@@ -10,7 +10,7 @@ remaining reflector keeps its routes (graceful-restart helper).
 
 from __future__ import annotations
 
-import ipaddress
+import contextlib
 import json
 import socket
 import subprocess
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from pybgp.testing.cluster import Cluster, resource, wait_until
+from pybgp.testing.cluster import Cluster, block_of, resource, wait_until
+from pybgp.testing.cluster import protocol_row as row
 from pybgp.testing.netns import Node, Topology
 
 NODES = {"node-a": "198.18.0.11", "node-b": "198.18.0.12", "node-c": "198.18.0.13"}
@@ -29,15 +30,6 @@ BIRD_IP, GOBGP_IP = "198.18.0.254", "198.18.0.253"
 BIRD_NET, GOBGP_NET = "198.18.100.0/24", "198.18.101.0/24"
 
 
-def block_of(ip: object) -> str:
-    return str(ipaddress.ip_network(f"{ip}/26", strict=False))
-
-
-def row(table: str, name: str) -> str:
-    for line in table.splitlines():
-        if line.split(maxsplit=1)[:1] == [name]:
-            return line
-    return ""
 
 
 def free_port() -> int:
@@ -83,6 +75,25 @@ def start_gobgp(topo: Topology, router: Node, d: Path) -> list[str]:
                "gobgpd's API")
     topo.exec(router, *cmd, "global", "rib", "add", GOBGP_NET, "-a", "ipv4")
     return cmd
+
+
+@contextlib.contextmanager
+def no_loss_no_flap(topo: Topology, node: Node, src, dst, prefix: str, count: int):
+    """Ping ``dst`` from ``src`` (every 0.1 s, ``count`` times) while the body
+    runs, watching ``node``'s kernel: no packet may be lost and ``prefix``
+    may not change there."""
+    monitor = topo.popen(node, "ip", "monitor", "route", stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    pinger = topo.popen(src, "ping", "-i", "0.1", "-c", str(count), "-W", "1", str(dst.ip),
+                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    time.sleep(1.0)
+    yield
+    out, _ = pinger.communicate(timeout=60)
+    assert " 0% packet loss" in out.decode(), out.decode()[-300:]
+    monitor.terminate()
+    changes, _ = monitor.communicate(timeout=10)
+    flaps = [line for line in changes.decode().splitlines() if prefix in line]
+    assert flaps == [], f"{prefix} changed on {node.name}: {flaps}"
 
 
 @pytest.fixture
@@ -181,48 +192,29 @@ def test_two_reflectors_carry_the_cluster(rr_cluster, topology, tmp_path):
     # kill rr1 mid-ping: rr2 still carries every route, no packet is lost, nothing flaps
     src, dst = pods["node-a"], pods["node-c"]
     c_block = block_of(dst.ip)
-    monitor = topology.popen(cluster.nodes["node-a"].node, "ip", "monitor", "route",
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    pinger = topology.popen(src, "ping", "-i", "0.1", "-c", "60", "-W", "1", str(dst.ip),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    time.sleep(1.5)
-    cluster.kill_reflector("rr1")
-    wait_until(lambda: "Established" not in row(cluster.birdcl("node-a", "show", "protocols"),
-                                                "Global_198_18_0_2"), 30,
-               "node-a to see rr1's session drop")
-    out, _ = pinger.communicate(timeout=60)
-    assert " 0% packet loss" in out.decode(), out.decode()[-300:]
-    monitor.terminate()
-    changes, _ = monitor.communicate(timeout=10)
-    flaps = [line for line in changes.decode().splitlines() if c_block in line]
-    assert flaps == [], f"node-c's block flapped on node-a: {flaps}"
+    node_a = cluster.nodes["node-a"].node
+    with no_loss_no_flap(topology, node_a, src, dst, c_block, 60):
+        cluster.kill_reflector("rr1")
+        wait_until(lambda: "Established" not in row(
+            cluster.birdcl("node-a", "show", "protocols"), "Global_198_18_0_2"), 30,
+            "node-a to see rr1's session drop")
 
     # node-c's speaker crashes and comes back: rr2 keeps node-c's routes (stale)
     # meanwhile, so node-a keeps routing to node-c's pod, whose kernel routes persist
-    monitor = topology.popen(cluster.nodes["node-a"].node, "ip", "monitor", "route",
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    pinger = topology.popen(src, "ping", "-i", "0.1", "-c", "80", "-W", "1", str(dst.ip),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    time.sleep(1)
-    cluster.kill_speaker("node-c")
-
     def stale_on_rr2() -> bool:
         return "(100s)" in cluster.reflector_cl("rr2", "show", "route", c_block)
 
-    wait_until(stale_on_rr2, 30, "node-c's block kept stale on rr2")
-    assert "Established" not in row(cluster.reflector_cl("rr2", "show", "protocols"),
-                                    "Node_198_18_0_13")
-    cluster.start_speaker("node-c")
-    wait_until(lambda: "Established" in row(cluster.reflector_cl("rr2", "show", "protocols"),
-                                            "Node_198_18_0_13"), 60, "node-c back on rr2")
-    wait_until(lambda: "(100)" in cluster.reflector_cl("rr2", "show", "route", c_block), 60,
-               "node-c's block refreshed (not stale) on rr2")
-    out, _ = pinger.communicate(timeout=60)
-    assert " 0% packet loss" in out.decode(), out.decode()[-300:]
-    monitor.terminate()
-    changes, _ = monitor.communicate(timeout=10)
-    flaps = [line for line in changes.decode().splitlines() if c_block in line]
-    assert flaps == [], f"node-c's block flapped on node-a during node-c's restart: {flaps}"
+    with no_loss_no_flap(topology, node_a, src, dst, c_block, 80):
+        cluster.kill_speaker("node-c")
+        wait_until(stale_on_rr2, 30, "node-c's block kept stale on rr2")
+        assert "Established" not in row(cluster.reflector_cl("rr2", "show", "protocols"),
+                                        "Node_198_18_0_13")
+        cluster.start_speaker("node-c")
+        wait_until(lambda: "Established" in row(
+            cluster.reflector_cl("rr2", "show", "protocols"), "Node_198_18_0_13"), 60,
+            "node-c back on rr2")
+        wait_until(lambda: "(100)" in cluster.reflector_cl("rr2", "show", "route", c_block),
+                   60, "node-c's block refreshed (not stale) on rr2")
 
     # rr1 comes back and takes its clients again
     cluster.start_reflector("rr1")

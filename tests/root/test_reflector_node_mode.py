@@ -9,14 +9,11 @@ import ipaddress
 
 from pybgp.datastore.kv import Delete
 from pybgp.ipam.keys import affinity_key
-from pybgp.testing.cluster import Cluster, resource, wait_until
+from pybgp.testing.cluster import Cluster, block_of, resource, wait_until
 
 NODES = {"node-a": "198.18.0.11", "node-b": "198.18.0.12", "node-c": "198.18.0.13"}
 CID = "198.18.0.100"
 
-
-def block_of(ip: object) -> str:
-    return str(ipaddress.ip_network(f"{ip}/26", strict=False))
 
 
 def test_node_as_route_reflector(etcd, topology, tmp_path):
