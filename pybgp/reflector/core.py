@@ -136,12 +136,14 @@ class Reflector:
         st.gen += 1
         if st.stale:
             gr = info.graceful_restart
-            if gr is None or not gr.forwarding:
-                self._sweep(st)  # RFC 4724 §4.2: forwarding state not kept
-            else:
+            kept = gr.forwarding if gr is not None else frozenset()
+            lost = set(info.families) - kept
+            if lost:  # RFC 4724 §4.2: no forwarding state kept for these families
+                self._sweep(st, lost)
+            if st.stale:
                 fx.timers.append((f"stale:{address}:{st.gen}", self.settings.stale_time))
         st.gr = info.graceful_restart
-        self.flush()  # what changed so far goes out before this peer's table
+        fx += self.flush()  # what changed so far goes out before this peer's table
         key = GroupKey(role, info.asn4, info.families)
         group = self.groups.get(key)
         if group is None:
@@ -223,7 +225,7 @@ class Reflector:
         st = self.peers.get(address)
         if st is None or st.box is None or st.box.group is None:
             return
-        self.flush()
+        self.flush()  # (a laggard is caught at the next flush)
         group = st.box.group
         after = group.next_seq
         for source, msg in self._messages(group, family):
@@ -313,8 +315,17 @@ class Reflector:
             self._note(prefix)
         self.rib.drop_peer(address)
 
-    def _sweep(self, st: PeerRoutes) -> None:
-        for prefix in self.rib.stale_prefixes(st.address):
+    def _sweep(self, st: PeerRoutes, families: set[Family] | None = None) -> None:
+        """Drop ``st``'s stale paths (of ``families`` only, if given)."""
+        stale = self.rib.stale_prefixes(st.address)
+        if families is not None:
+            stale = frozenset(p for p in stale if codec.family_of(p) in families)
+            if len(stale) < len(self.rib.stale_prefixes(st.address)):
+                for prefix in stale:
+                    self._note(prefix)
+                    self.rib.withdraw(prefix, st.address)
+                return
+        for prefix in stale:
             self._note(prefix)
         self.rib.sweep_stale(st.address)
         st.stale = False

@@ -386,7 +386,7 @@ class ReflectorDaemon:
             p = self.peers.get(address)
             if p is not None:
                 log.warning("%s: reset: %s", p.spec.name, why)
-                self._actions(p, p.shutdown(code, sub, why))
+                self._actions(p, p.shutdown(code, sub, why, time.monotonic()))
 
     def _timer(self, name: str) -> None:
         self._effects(self.core.timer(name, time.monotonic()))

@@ -143,12 +143,14 @@ class Peer:
             out += self._own(conn, sess.tick(now), now)
         return out
 
-    def shutdown(self, code: int = 6, subcode: int = 2, text: str = "") -> list[PeerAction]:
+    def shutdown(self, code: int = 6, subcode: int = 2, text: str = "",
+                 now: float = 0.0) -> list[PeerAction]:
         """Close every connection with a NOTIFICATION (Cease: administrative
-        shutdown, by default)."""
+        shutdown, by default). An active peer tries again after its retry
+        time unless it is going away."""
         out: list[PeerAction] = []
         for conn, sess in list(self.sessions.items()):
-            out += self._own(conn, sess.notify(code, subcode, text), 0.0, retry=False)
+            out += self._own(conn, sess.notify(code, subcode, text), now, retry=bool(now))
         return out
 
     # -- internals -----------------------------------------------------------------------

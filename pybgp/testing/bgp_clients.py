@@ -92,6 +92,7 @@ class ScriptedPeer:
     restarting: bool = False
     password: str | None = None
     port: int = 179
+    families: tuple[wire.Family, ...] = (IPV4_UNICAST,)
     routes: dict[str, codec.RPath] = field(default_factory=dict)
     eor: bool = False
     notification: tuple[int, int] | None = None
@@ -125,8 +126,9 @@ class ScriptedPeer:
         gr = None
         if self.restart_time is not None:
             gr = GracefulRestart(self.restart_time, self.restarting,
-                                 forwarding=frozenset({IPV4_UNICAST}), families=(IPV4_UNICAST,))
-        caps = Caps(asn4=self.asn, route_refresh=True, graceful_restart=gr)
+                                 forwarding=frozenset(self.families), families=self.families)
+        caps = Caps(families=self.families, asn4=self.asn, route_refresh=True,
+                    graceful_restart=gr)
         self.send(wire.encode_open(self.asn, self.hold_time, self.router_id, caps))
         deadline = time.monotonic() + timeout
         got_open = False
@@ -135,7 +137,8 @@ class ScriptedPeer:
             if kind == wire.OPEN:
                 msg = wire.decode_open(body)
                 self.remote_caps = msg.caps
-                self._decoder = codec.UpdateDecoder(self.remote, msg.router_id, asn4=True)
+                self._decoder = codec.UpdateDecoder(self.remote, msg.router_id, asn4=True,
+                                                    families=self.families)
                 self.send(wire.KEEPALIVE_MESSAGE)
                 got_open = True
             elif kind == wire.KEEPALIVE and got_open:
@@ -151,6 +154,13 @@ class ScriptedPeer:
     def announce(self, prefixes: Sequence[str], **attrs: object) -> None:
         self.send(update(attributes(attrs.pop("next_hop", self.local), **attrs),  # type: ignore[arg-type]
                          prefixes))
+
+    def announce6(self, prefixes: Sequence[str], next_hop: str, **attrs: object) -> None:
+        """IPv6 unicast prefixes in MP_REACH_NLRI (RFC 4760)."""
+        a = attributes(self.local, **attrs)  # type: ignore[arg-type]
+        a = a[:7] + a[14:]  # ORIGIN, AS_PATH; no NEXT_HOP attribute for IPv6
+        nh = socket.inet_pton(socket.AF_INET6, next_hop)
+        self.send(codec.announce_messages(wire.IPV6_UNICAST, a, nh, prefixes))
 
     def withdraw(self, prefixes: Sequence[str]) -> None:
         self.send(codec.withdraw_messages(IPV4_UNICAST, prefixes))

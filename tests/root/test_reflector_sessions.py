@@ -23,6 +23,7 @@ from pybgp.testing.netns import Topology
 
 RR, CID = "198.18.0.2", "198.18.0.100"
 A, B, C, M = "198.18.0.11", "198.18.0.12", "198.18.0.13", "198.18.0.30"
+BIRD = "198.18.0.40"
 STRANGER = "198.18.0.99"
 
 
@@ -31,12 +32,15 @@ class Reflector:
         self.topo, self.dir = topo, d
         self.node = topo.add_node("rr", f"{RR}/24")
         self.clients = topo.add_node("cl", f"{A}/24")
-        topo.batch(self.clients, [f"addr add {ip}/24 dev eth0" for ip in (B, C, M, STRANGER)])
+        topo.batch(self.clients, [f"addr add {ip}/24 dev eth0"
+                                  for ip in (B, C, M, STRANGER, BIRD)])
         (d / "rr.yaml").write_text(
             f"routerId: {RR}\nclusterId: {CID}\nasNumber: 64512\nstartupHold: 0\n"
             "gracefulRestart: {restartTime: 120, staleTime: 60}\n"
+            "families: [ipv4, ipv6]\nconnectRetry: 1\n"
             "clients:\n"
             f"  - address: {M}\n    password: s3cret-md5\n    passive: true\n"
+            f"  - address: {BIRD}\n    password: bird-md5\n"  # we connect, signed
             "  - range: 198.18.0.8/29\n")  # .8-.15: A, B, C; not the stranger
         self.sock = str(d / "rr.ctl")
         with open(d / "rr.log", "ab") as log:
@@ -124,7 +128,22 @@ def test_graceful_restart_of_a_client(rr):
     b.wait_for(lambda p: "198.19.7.0/26" not in p.routes, 10, "A's route withdrawn")
 
 
-def test_md5_and_strangers(rr):
+def test_ipv6_unicast_over_an_ipv4_session(rr):
+    v6 = (wire.IPV4_UNICAST, wire.IPV6_UNICAST)
+    a = rr.peer(A, families=v6).connect()
+    b = rr.peer(B, families=v6).connect()
+    c = rr.peer(C).connect()  # IPv4 only
+    a.announce6(["2001:db8:5::/64"], "2001:db8::11")
+    b.wait_for(lambda p: "2001:db8:5::/64" in p.routes, 10, "the IPv6 prefix")
+    path = b.routes["2001:db8:5::/64"]
+    assert path.next_hop == "2001:db8::11" and path.cluster_list == (CID,)
+    assert path.originator_id == A
+    c.poll(0.5)
+    assert c.routes == {}
+    assert "2001:db8:5::/64" in rr.cl("show", "route")
+
+
+def test_md5_and_strangers(rr, tmp_path):
     m = rr.peer(M, password="s3cret-md5").connect()
     b = rr.peer(B).connect()
     m.announce(["198.19.8.0/26"])
@@ -140,6 +159,25 @@ def test_md5_and_strangers(rr):
         rr.peer(STRANGER).connect(timeout=5)
     assert "Node_198_18_0_99" not in rr.cl("show", "protocols")
     assert rr.proc.poll() is None
+    # we connect to BIRD ourselves, signing our SYN: TCP-MD5 on the connecting socket
+    conf = tmp_path / "bird.conf"
+    conf.write_text(
+        f"router id {BIRD};\nprotocol device {{ }}\n"
+        f"protocol bgp reflector {{ local {BIRD} as 64512; neighbor {RR} as 64512; passive on;\n"
+        '  password "bird-md5"; ipv4 { import all; export none; }; }\n')
+    sock = str(tmp_path / "bird.ctl")
+    with open(tmp_path / "bird.log", "ab") as log:
+        rr.topo.popen(rr.clients, "bird", "-f", "-c", str(conf), "-s", sock,
+                      "-P", str(tmp_path / "bird.pid"), stdout=log, stderr=subprocess.STDOUT)
+
+    def birdc(*cmd: str) -> str:
+        return subprocess.run(["birdc", "-s", sock, *cmd], capture_output=True, text=True,
+                              timeout=10).stdout
+
+    b.announce(["198.19.9.0/26"])
+    wait_until(lambda: "198.19.9.0/26" in birdc("show", "route"), 30,
+               "the reflected route in BIRD over the signed session")
+    assert "Established" in birdc("show", "protocols", "reflector")
     # and the reflector says what it is
     status = rr.cl("show", "status")
     assert f"Router ID is {RR}" in status and "Daemon is up and running" in status

@@ -423,3 +423,36 @@ def test_peers_coming_up_while_routes_change_share_one_table():
     assert group.table is None
     net.up(C)
     assert len(net.received(C)) == 1003
+
+
+def test_graceful_restart_forwarding_state_per_family():
+    import socket
+
+    from pybgp.reflector.wire import IPV6_UNICAST
+
+    both = (IPV4_UNICAST, IPV6_UNICAST)
+    net = Net(families=both)
+
+    def up(addr: str, forwarding: frozenset) -> None:
+        gr = GracefulRestart(120, forwarding=forwarding, families=both)
+        info = PeerInfo(router_id=addr, asn=64512, hold_time=90, families=both, asn4=True,
+                        route_refresh=True, graceful_restart=gr)
+        box = net.boxes[addr] = Outbox(addr)
+        net.tables[addr], net.eor[addr], net.raw[addr], net.asn4[addr] = {}, 0, [], True
+        net.core.peer_up(addr, Role.CLIENT, info, box, 0)
+
+    up(A, frozenset(both))
+    net.send(A, ["198.19.1.0/26"])
+    dec = codec.UpdateDecoder(A, A, asn4=True, families=both)
+    nh = socket.inet_pton(socket.AF_INET6, "2001:db8::11")
+    attrs = bytes((0x40, 1, 1, 0, 0x40, 2, 0, 0x40, 5, 4, 0, 0, 0, 100))
+    for m in codec.announce_messages(IPV6_UNICAST, attrs, nh, ["2001:db8:1::/64"]):
+        net.core.routes(A, dec.decode(m[19:]))
+    net.core.flush()
+    net.down(A, graceful=True)
+    up(A, frozenset({IPV4_UNICAST}))  # kept IPv4 forwarding state, not IPv6
+    net.core.flush()
+    rib = net.core.rib
+    assert rib.best_path("2001:db8:1::/64") is None  # swept at once
+    assert rib.is_stale("198.19.1.0/26", A)  # kept until its End-of-RIB
+    assert net.core.peers[A].stale
