@@ -27,11 +27,15 @@ COMMANDS = {
     "show": "pybgp.cli.show",
     "status": "pybgp.cli.show",
     "speaker": "pybgp.cli.speaker",
+    "reflector": "pybgp.cli.reflector",
 }
 MODULES = sorted(set(COMMANDS.values()))
 
 
-def datastore_flags(parser: argparse.ArgumentParser) -> None:
+def datastore_flags(parser: argparse.ArgumentParser,
+                    config_flags: tuple[str, ...] = ("-c", "--config")) -> None:
+    """The etcd flags; ``config_flags`` name the CalicoAPIConfig file's flag
+    (``pybgp reflector`` has a ``--config`` of its own)."""
     g = parser.add_argument_group("datastore (else ETCD_* environment, else config file)")
     g.add_argument("--etcd-endpoints", help="comma-separated etcd URLs")
     g.add_argument("--etcd-ca-cert-file")
@@ -39,7 +43,8 @@ def datastore_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--etcd-key-file")
     g.add_argument("--etcd-username")
     g.add_argument("--etcd-password")
-    g.add_argument("-c", "--config", help="CalicoAPIConfig file (default /etc/pybgp/pybgp.cfg)")
+    g.add_argument(*config_flags, dest="config",
+                   help="CalicoAPIConfig file (default /etc/pybgp/pybgp.cfg)")
 
 
 def etcd_settings(args: argparse.Namespace):  # -> EtcdConfig

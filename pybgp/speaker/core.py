@@ -40,7 +40,9 @@ from pybgp.speaker import exabgp_api as exa
 from pybgp.speaker.inputs import Changed, Inputs
 from pybgp.speaker.peers import PeerSpec, desired_peers
 from pybgp.speaker.policy import Origination, import_decision
+from pybgp.speaker.reflect import NodeReflector, roles
 from pybgp.speaker.rib import Rib
+from pybgp.speaker.rr import Role
 
 SPEAKER_PROTOCOL = 12  # BIRD's route protocol number; see kernel_sync.desired
 DRAIN_TIME = 2.0  # seconds a removed peer stays configured while our withdrawals go out
@@ -108,6 +110,10 @@ class Speaker:
         self._kernel_dirty: list[str] = []
         # The validated next-hop tuples of learned routes, by gateways.
         self._hops: dict[tuple[str, ...], tuple[tuple[NextHop, ...], bool]] = {}
+        # A node acting as route reflector (routeReflectorClusterID): what it
+        # reflects, and its peers' roles. None on every other node.
+        self.reflector: NodeReflector | None = None
+        self._roles: dict[str, Role] = {}
 
     # -- derived state ---------------------------------------------------------
 
@@ -312,8 +318,9 @@ class Speaker:
         if isinstance(event, exa.EndOfRib):
             rt = self.runtime.setdefault(event.peer, PeerRuntime())
             rt.eor = True
-            swept = self.rib.sweep_stale(event.peer) if self.rib is not None else set()
+            swept = self._sweep(event.peer)
             fx = Effects(kernel=self._kernel_changed(swept))
+            fx.commands += self._reflect()
             fx += self._maybe_end_hold()
             return fx
         return Effects()
@@ -330,7 +337,9 @@ class Speaker:
             peer = name[3:]
             rt = self.runtime.get(peer)
             if rt is None or rt.state != "up" or not rt.eor:
-                return Effects(kernel=self._kernel_changed(self.rib.sweep_stale(peer)))
+                fx = Effects(kernel=self._kernel_changed(self._sweep(peer)))
+                fx.commands += self._reflect()
+                return fx
         return Effects()
 
     # -- internals -----------------------------------------------------------------
@@ -345,6 +354,9 @@ class Speaker:
             if self.advertised:
                 fx.commands += exa.announce_batch(
                     "self", sorted(self.advertised), OWN_ATTRS, neighbor=event.peer)
+            if self.reflector is not None and self.rib is not None:
+                fx.commands += self.reflector.table_for(self.rib, event.peer, self._roles,
+                                                        self.inputs.pools.values())
             fx.commands.append(exa.announce_eor(neighbor=event.peer))
         elif event.state == "down" and was == "up" and self.rib is not None:
             if rt.restart_time:
@@ -353,7 +365,8 @@ class Speaker:
                 limit = spec.restart_time if spec else rt.restart_time
                 fx.timers.append((f"gr:{event.peer}", float(min(rt.restart_time, limit))))
             else:
-                fx.kernel = self._kernel_changed(self.rib.drop_peer(event.peer))
+                fx.kernel = self._kernel_changed(self._drop(event.peer))
+                fx.commands += self._reflect()
         return fx
 
     def _on_update(self, event: exa.Update) -> Effects:
@@ -365,6 +378,11 @@ class Speaker:
         check = any(p.vxlan_mode != "Never" for p in pools)
         changed: set[str] = set()
         rib = self.rib
+        reflector = self.reflector
+        if reflector is not None:  # a route reflector node: remember the old bests
+            reflector.note(rib, event.withdraws)
+            for _shared, prefixes in event.groups:
+                reflector.note(rib, prefixes)
         for prefix in event.withdraws:
             changed |= rib.withdraw(prefix, event.peer)
         for shared, prefixes in event.groups:
@@ -374,7 +392,32 @@ class Speaker:
                     changed |= rib.withdraw(prefix, event.peer)
                 prefixes = [p for p in prefixes if p not in refused]
             changed |= rib.update_group(shared, prefixes)
-        return Effects(kernel=self._kernel_changed(changed))
+        fx = Effects(kernel=self._kernel_changed(changed))
+        if reflector is not None:
+            fx.commands += self._reflect()
+        return fx
+
+    def _drop(self, peer: str) -> set[str]:
+        """``rib.drop_peer``, noting the old bests when we reflect."""
+        assert self.rib is not None
+        if self.reflector is not None:
+            self.reflector.note(self.rib, self.rib.peer_prefixes(peer))
+        return self.rib.drop_peer(peer)
+
+    def _sweep(self, peer: str) -> set[str]:
+        """``rib.sweep_stale``, noting the old bests when we reflect."""
+        if self.rib is None:
+            return set()
+        if self.reflector is not None:
+            self.reflector.note(self.rib, self.rib.stale_prefixes(peer))
+        return self.rib.sweep_stale(peer)
+
+    def _reflect(self) -> list[str]:
+        """A route reflector node's commands for what changed in the RIB."""
+        if self.reflector is None or self.rib is None:
+            return []
+        return self.reflector.commands(self.rib, self._established(), self._roles,
+                                       self.inputs.pools.values())
 
     def _recompute(self, now: float, what: Changed = Changed.PEERS | Changed.EXPORTS) -> Effects:
         """Redo what depends on ``what`` changed: peers (and the RIB's identity)
@@ -427,6 +470,13 @@ class Speaker:
             self.rib = Rib(local_as=self.local_as, router_id=self.router_id,
                            cluster_id=local.rr_cluster_id)
             fx.kernel = self._kernel_changed()
+        elif self.rib.cluster_id != local.rr_cluster_id:
+            self.rib.cluster_id = local.rr_cluster_id  # loop checks follow a new cluster id
+        cid = local.rr_cluster_id if local is not None else None
+        if not cid:
+            self.reflector, self._roles = None, {}
+        elif self.reflector is None or self.reflector.cluster_id != cid:
+            self.reflector = NodeReflector(cid)
         # Peers.
         peers: dict[str, PeerSpec] = {}
         if local is not None:
@@ -438,7 +488,7 @@ class Speaker:
             for address in sorted(gone):
                 rt = self.runtime.pop(address, None)
                 if self.rib is not None:
-                    fx.kernel |= self._kernel_changed(self.rib.drop_peer(address))
+                    fx.kernel |= self._kernel_changed(self._drop(address))
                 if rt is not None and rt.state == "up" and self.synced:
                     self.draining[address] = old[address]
                     if self.advertised:
@@ -453,6 +503,9 @@ class Speaker:
             self.peers = peers
             self.reconfigured_at = now
             fx.reconfigure = True
+        if self.reflector is not None:
+            self._roles = roles(self.peers.values())
+            fx.commands += self._reflect()  # withdrawals of what gone peers sent
 
     def _established(self) -> list[str]:
         """Addresses of the configured peers whose session is up."""

@@ -325,6 +325,11 @@ async def serve_json(path: str, view: SpeakerView) -> asyncio.Server:
     return await _serve(path, 0o600, view, _json_session)
 
 
+async def serve_both(bird_path: str, json_path: str, view: SpeakerView) -> list[asyncio.Server]:
+    """BIRD's control socket and pybgp's JSON socket over one view."""
+    return [await serve_bird(bird_path, view), await serve_json(json_path, view)]
+
+
 async def stop(server: asyncio.Server, path: str) -> None:
     """Stop listening, end open sessions, and remove the socket file unless
     another process is listening on ``path`` by now."""

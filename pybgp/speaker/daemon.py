@@ -44,7 +44,7 @@ from pybgp.model import KEY_PREFIX
 from pybgp.model.selector import matches
 from pybgp.speaker import exabgp_api as exa
 from pybgp.speaker.core import SPEAKER_PROTOCOL, Effects, Speaker
-from pybgp.speaker.ctl import serve_bird, serve_json
+from pybgp.speaker.ctl import serve_both
 from pybgp.speaker.ctl import stop as ctl_stop
 from pybgp.speaker.exabgp_proc import ExaBGP
 from pybgp.speaker.inputs import RESOURCE_PLURALS, Inputs
@@ -347,9 +347,7 @@ class SpeakerDaemon:
     async def _serve_ctl(self) -> list[asyncio.Server]:
         from pybgp.speaker.view import View
 
-        view = View(self)
-        return [await serve_bird(self.opts.bird_socket, view),
-                await serve_json(self.opts.json_socket, view)]
+        return await serve_both(self.opts.bird_socket, self.opts.json_socket, View(self))
 
 
 def _state_line(address: str, state: str, reason: str) -> str:

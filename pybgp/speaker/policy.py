@@ -248,6 +248,13 @@ def _decrement(counts: dict[Any, int], key: Any) -> None:
         counts[key] -= 1
 
 
+def reflectable(prefix: str, pools: Iterable[Pool]) -> bool:
+    """May a node acting as route reflector pass a learned ``prefix`` on?
+    As Calico's export filter: only inside an enabled pool whose BGP export
+    is not disabled."""
+    return _exported_pool(_net(prefix), _pool_nets(pools))
+
+
 @dataclass(frozen=True)
 class ImportDecision:
     accept: bool

@@ -290,6 +290,20 @@ class Rib:
                 out[prefix] = self._decisions[prefix]
         return out
 
+    def best_path(self, prefix: str) -> Path | None:
+        """``best(prefix).best`` without building a Decision (None: no path)."""
+        entry = self._paths.get(prefix)
+        if entry is None or isinstance(entry, Path):
+            return entry
+        return self._decisions[prefix].best
+
+    def best_paths(self) -> Iterator[tuple[str, Path]]:
+        """(prefix, best path) for every prefix, without a Decision each (a
+        reflector's full table for a peer that comes up)."""
+        decisions = self._decisions
+        for prefix, entry in self._paths.items():
+            yield prefix, entry if isinstance(entry, Path) else decisions[prefix].best
+
     def next_hops(self, prefix: str) -> tuple[str, ...]:
         """The best paths' next hops (``best(prefix).next_hops`` without
         building a Decision); () when the prefix has no path."""
@@ -335,6 +349,10 @@ class Rib:
 
     def is_stale(self, prefix: str, peer: str) -> bool:
         return prefix in self._stale.get(peer, ())
+
+    def stale_prefixes(self, peer: str) -> frozenset[str]:
+        """The prefixes of ``peer`` still marked stale (graceful restart)."""
+        return frozenset(self._stale.get(peer, ()))
 
     def __len__(self) -> int:
         return sum(1 if isinstance(e, Path) else len(e) for e in self._paths.values())

@@ -61,6 +61,19 @@ def resource(kind: str, name: str, spec: dict[str, Any], **metadata: Any) -> Any
                            "metadata": {"name": name, **metadata}, "spec": spec})
 
 
+def block_of(ip: object, size: int = 26) -> str:
+    """The IPAM block (a /26 by default) an address belongs to."""
+    return str(ipaddress.ip_network(f"{ip}/{size}", strict=False))
+
+
+def protocol_row(table: str, name: str) -> str:
+    """The ``show protocols`` row of protocol ``name`` ('' if absent)."""
+    for line in table.splitlines():
+        if line.split(maxsplit=1)[:1] == [name]:
+            return line
+    return ""
+
+
 def wait_until(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -73,6 +86,33 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str, step: float =
 
 
 DAEMONS = ("speaker", "agent")  # what runs in every node, each with its log and notify socket
+
+
+@dataclass
+class ClusterReflector:
+    """A ``pybgp reflector`` in its own namespace on the fabric."""
+
+    name: str
+    node: Node
+    dir: Path
+    config: dict[str, Any]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return self.node.addr
+
+    @property
+    def bird_socket(self) -> str:
+        return str(self.dir / "reflector.ctl")
+
+    @property
+    def json_socket(self) -> str:
+        return str(self.dir / "reflector.sock")
+
+    @property
+    def config_file(self) -> Path:
+        return self.dir / "reflector.yaml"
 
 
 @dataclass
@@ -124,6 +164,7 @@ class Cluster:
         self.secrets_dir = self.workdir / "secrets"
         self.nodes: dict[str, ClusterNode] = {}
         self.pool = pool
+        self.reflectors: dict[str, ClusterReflector] = {}
         self.pools = [Pool(pool)]
         self.pods: dict[str, Pod] = {}  # pods made through the CNI plugin, by name
         self.journal = journal
@@ -310,6 +351,72 @@ class Cluster:
         doc["metadata"].setdefault("labels", {}).update(labels or {})
         doc["spec"].update(spec)
         self.store.apply([parse_resource(doc)])
+
+    def start_reflector(self, name: str, ip: str | None = None, *,
+                        cluster_id: str | None = None, as_number: int = 64512,
+                        clients: list[dict[str, Any]] | None = None,
+                        peers: list[dict[str, Any]] | None = None, bgp_peer: bool = True,
+                        **options: Any) -> subprocess.Popen[bytes]:
+        """Start ``pybgp reflector`` ``name`` in a namespace of its own on the
+        fabric (made on the first call, with ``ip``; later calls restart it with
+        the same configuration unless given a new one).
+
+        By default its clients are every Calico Node (``nodeSelector: all()``,
+        read from this cluster's etcd), and a global BGPPeer ``rr-<name>`` makes
+        every node peer with it. ``options`` are further fields of the YAML
+        file (``startupHold``, ``gracefulRestart``...). Returns the process.
+        """
+        rr = self.reflectors.get(name)
+        if rr is None:
+            if ip is None:
+                raise ValueError(f"reflector {name} is new: give its address")
+            node = self.topo.add_node(name, ip, kind="router")
+            d = self.workdir / name
+            d.mkdir(parents=True, exist_ok=True)
+            rr = self.reflectors[name] = ClusterReflector(name, node, d, {})
+            if bgp_peer:
+                self.store.apply([resource("BGPPeer", f"rr-{name}",
+                                           {"peerIP": node.addr, "asNumber": as_number})])
+        if clients is not None or not rr.config:
+            rr.config = {"routerId": rr.node.addr, "asNumber": as_number,
+                         "clusterId": cluster_id or rr.node.addr,
+                         "clients": clients if clients is not None
+                         else [{"nodeSelector": "all()"}],
+                         **({"peers": peers} if peers else {}), **options}
+            import yaml
+
+            rr.config_file.write_text(yaml.safe_dump(rr.config))
+        log = open(rr.dir / "reflector.log", "ab")  # noqa: SIM115 - the child owns it
+        try:
+            proc = rr.proc = self.topo.popen(
+                rr.node, sys.executable, "-m", "pybgp.cli.main", "reflector",
+                "--config", str(rr.config_file), "--bird-socket", rr.bird_socket,
+                "--json-socket", rr.json_socket, "--etcd-endpoints", self.etcd.unix_endpoint,
+                stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+        sock = Path(rr.bird_socket)
+        wait_until(lambda: sock.exists() or proc.poll() is not None, 30,
+                   f"reflector {name}'s control socket")
+        if proc.poll() is not None:
+            raise RuntimeError(f"reflector {name} exited {proc.returncode}: "
+                               + (rr.dir / "reflector.log").read_text()[-2000:])
+        return proc
+
+    def kill_reflector(self, name: str) -> None:
+        """SIGKILL, as a crash (or a VM lost) would: its sessions just drop."""
+        rr = self.reflectors[name]
+        assert rr.proc is not None
+        rr.proc.kill()
+        rr.proc.wait(10)
+        with contextlib.suppress(FileNotFoundError):
+            Path(rr.bird_socket).unlink()
+
+    def reflector_cl(self, name: str, *command: str) -> str:
+        """``birdcl -s`` on reflector ``name``'s control socket."""
+        out = subprocess.run(["birdcl", "-s", self.reflectors[name].bird_socket, *command],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout
 
     def add_pod(self, node: str, pod: str, *, ip: str | None = None,
                 ipam_node: str | None = None, cni: bool = False, namespace: str = "default",

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pybgp.testing.cluster import Cluster, resource, wait_until
+from pybgp.testing.cluster import Cluster, block_of, resource, wait_until
+from pybgp.testing.cluster import protocol_row as row
 from pybgp.testing.netns import Node, Topology
 
 NODE_A = "198.18.0.11"
@@ -28,16 +29,6 @@ BIRD_HOST = "198.18.100.1"
 GOBGP_NET = "198.18.101.0/24"
 
 
-def block_of(ip: object) -> str:
-    return str(ipaddress.ip_network(f"{ip}/26", strict=False))
-
-
-def row(table: str, name: str) -> str:
-    """The ``show protocols`` row of protocol ``name`` ('' if absent)."""
-    for line in table.splitlines():
-        if line.split(maxsplit=1)[:1] == [name]:
-            return line
-    return ""
 
 
 @pytest.fixture
