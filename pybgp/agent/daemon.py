@@ -182,15 +182,14 @@ class AgentDaemon:
             if changed:
                 self._mark_dirty()
 
-        def ended(task: asyncio.Task[None]) -> None:
-            if not task.cancelled() and task.exception() is not None:
-                log.error("following %s failed", prefix, exc_info=task.exception())
-                self._failure = task.exception()
-                self.stopping.set()
+        def bug(exc: BaseException) -> None:
+            log.error("following %s failed", prefix, exc_info=exc)
+            self._failure = exc
+            self.stopping.set()
 
         runner = LoopSyncer(lambda: EtcdClient(cfg), prefix, datastore)
         self.syncers.append(runner)
-        runner.start().add_done_callback(ended)
+        runner.start(on_bug=bug)
 
     def _on_routes(self, events: list[RouteEvent]) -> None:
         desired = self.desired.routes if self.desired is not None else {}

@@ -46,10 +46,20 @@ class LoopSyncer:
         self._emit = emit
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> asyncio.Task[None]:
-        """The task that follows; it ends only when stopped, or on a bug."""
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        return self._task
+    def start(self, on_bug: Callable[[BaseException], None] | None = None
+              ) -> asyncio.Task[None]:
+        """The task that follows; it ends only when stopped, or on a bug, which
+        ``on_bug`` is told of (a daemon should stop and say why rather than run
+        on a datastore view that no longer changes)."""
+        task = self._task = asyncio.get_running_loop().create_task(self._run())
+        if on_bug is not None:
+            def ended(t: asyncio.Task[None]) -> None:
+                exc = None if t.cancelled() else t.exception()
+                if exc is not None:
+                    on_bug(exc)
+
+            task.add_done_callback(ended)
+        return task
 
     async def stop(self) -> None:
         if self._task is not None:

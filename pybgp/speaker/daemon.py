@@ -130,17 +130,14 @@ class SpeakerDaemon:
             self.queue.extend(("datastore", (prefix, ev)) for ev in events)
             self._drain()
 
-        def ended(task: asyncio.Task[None]) -> None:
-            if not task.cancelled() and task.exception() is not None:
-                # a bug: stop (and say why) rather than run on a datastore view
-                # that no longer changes
-                log.error("following %s failed", prefix, exc_info=task.exception())
-                self._failure = task.exception()
-                self.stopping.set()
+        def bug(exc: BaseException) -> None:
+            log.error("following %s failed", prefix, exc_info=exc)
+            self._failure = exc
+            self.stopping.set()
 
         runner = LoopSyncer(lambda: EtcdClient(cfg), prefix, datastore)
         self.syncers.append(runner)
-        runner.start().add_done_callback(ended)
+        runner.start(on_bug=bug)
 
     # -- the loop ----------------------------------------------------------------
 

@@ -1,12 +1,20 @@
 """Datastore pieces that need no etcd: key ranges, CAS semantics, config resolution."""
 
+import contextlib
+
 import pytest
 
 from pybgp.config import etcd_config
 from pybgp.datastore import kv
 from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig, prefix_end
 from pybgp.datastore.memory import MemoryKV
-from pybgp.errors import AlreadyExistsError, ConflictError, DatastoreError, ValidationError
+from pybgp.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    DatastoreError,
+    DatastoreUnavailable,
+    ValidationError,
+)
 
 
 def test_prefix_end():
@@ -93,3 +101,37 @@ def test_prefetched_serves_one_snapshot_until_the_first_write():
     with pytest.raises(ConflictError):
         kv.update(stale, "/a", b"x", stale.get("/a").mod_revision)
     assert stale.get("/a").value == b"3"
+
+
+def test_loop_syncer_tells_of_a_bug_and_not_of_a_stop() -> None:
+    """A follower that dies of a bug (not a datastore error, which it retries)
+    calls ``on_bug`` with the exception; one that is stopped does not."""
+    import asyncio
+
+    from pybgp.datastore.loop_syncer import LoopSyncer
+
+    def broken_factory():
+        raise RuntimeError("a bug in the client factory")
+
+    async def main() -> tuple[list[BaseException], list[BaseException]]:
+        bugs: list[BaseException] = []
+        runner = LoopSyncer(broken_factory, "/calico/", lambda evs: None)
+        task = runner.start(on_bug=bugs.append)
+        with contextlib.suppress(RuntimeError):
+            await task
+        await asyncio.sleep(0)  # done callbacks run on the next turn
+        stopped: list[BaseException] = []
+
+        def never_connects():
+            raise DatastoreUnavailable("etcd is down")
+
+        idle = LoopSyncer(never_connects, "/calico/", lambda evs: None, min_backoff=5)
+        idle.start(on_bug=stopped.append)
+        await asyncio.sleep(0.05)
+        await idle.stop()
+        await asyncio.sleep(0)
+        return bugs, stopped
+
+    bugs, stopped = asyncio.run(main())
+    assert [str(b) for b in bugs] == ["a bug in the client factory"]
+    assert stopped == []
