@@ -6,9 +6,21 @@ namespace, profile ``kns.<namespace>``), else ``cni`` (namespace
 ``default``, profile = the network name). Labels
 ``projectcalico.org/namespace`` and ``projectcalico.org/orchestrator``.
 
+The endpoint's profile is created when it does not exist yet (never
+changed when it does), before the endpoint, so the agent never sees an
+endpoint whose profile is missing — a missing profile drops all of the
+pod's traffic, as in Felix. What is created is what Calico would have: for
+a Kubernetes pod, ``kns.<namespace>`` allowing everything and applying
+``pcns.projectcalico.org/name: <namespace>`` (what kube-controllers write
+for a namespace, pybgp having no kube-controllers); otherwise a profile
+named after the network that allows traffic from its own members
+(``has(<network>)``) and everything out, as Calico's plugin makes one in
+etcd mode.
+
 Invariants: every write is compare-and-swap; an endpoint of the same pod
 with another containerID (a stale sandbox) is replaced; delete removes an
-endpoint only while its containerID is the caller's.
+endpoint only while its containerID is the caller's; an existing profile is
+never written.
 """
 
 from __future__ import annotations
@@ -68,6 +80,35 @@ def build(ident: Identity, ip: str, host_ifname: str, mac: str) -> Any:
               "projectcalico.org/orchestrator": ident.orchestrator}
     return new_resource("WorkloadEndpoint", ident.name, wep_spec, namespace=ident.namespace,
                         labels=labels)
+
+
+PROFILE_PREFIX = "/calico/resources/v3/projectcalico.org/profiles/"
+NAMESPACE_NAME_LABEL = "pcns.projectcalico.org/name"
+
+
+def profile_spec(ident: Identity) -> dict[str, Any]:
+    """The spec of the profile Calico would have made for ``ident``'s endpoints."""
+    if ident.k8s:
+        return {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}],
+                "labelsToApply": {NAMESPACE_NAME_LABEL: ident.namespace}}
+    return {"ingress": [{"action": "Allow", "source": {"selector": f"has({ident.profile})"}}],
+            "egress": [{"action": "Allow"}], "labelsToApply": {ident.profile: ""}}
+
+
+def ensure_profile(kv: KVStore, ident: Identity) -> bool:
+    """Create ``ident``'s profile unless it exists. True if this call made it."""
+    if kv.get(PROFILE_PREFIX + ident.profile) is not None:
+        return False
+    from pybgp.datastore.resources import ResourceStore
+    from pybgp.model import parse_resource
+
+    res = parse_resource({"apiVersion": "projectcalico.org/v3", "kind": "Profile",
+                          "metadata": {"name": ident.profile}, "spec": profile_spec(ident)})
+    try:
+        ResourceStore(kv).create(res)
+    except AlreadyExistsError:
+        return False  # another ADD made it meanwhile: theirs stands
+    return True
 
 
 def write(kv: KVStore, wep: Any) -> None:

@@ -78,6 +78,7 @@ def cmd_add(req: spec.Request, s: Settings) -> dict[str, Any]:
         undo.push(f"remove veth {host_if}", lambda: unwire(host_if))
         _test_pause("wire")
         wep = endpoint.build(ident, ip, host_if, wired.container_mac)
+        endpoint.ensure_profile(kv, ident)
         endpoint.write(kv, wep)
         undo.push(f"delete WorkloadEndpoint {ident.name}",
                   lambda: endpoint.delete_if_ours(kv, ident.key, req.container_id))

@@ -45,7 +45,7 @@ from typing import Any
 from pybgp.datastore.etcdv3 import EtcdClient, EtcdConfig
 from pybgp.datastore.resources import ResourceStore
 from pybgp.ipam import IPAM, Pool
-from pybgp.model import KEY_PREFIX, parse_resource
+from pybgp.model import parse_resource
 from pybgp.testing.cni import Attachment, NetworkConfigList, Runtime
 from pybgp.testing.etcd import EtcdServer
 from pybgp.testing.journal import Journal
@@ -425,8 +425,9 @@ class Cluster:
 
         With ``cni=True`` the real ``pybgp-cni`` does it, from the node's
         conflist, run in the node's namespace the way a container runtime runs
-        it, in the Kubernetes ``namespace`` (whose profile ``kns.<namespace>``
-        is created first if missing, as Kubernetes would have it); ``labels``
+        it, in the Kubernetes ``namespace`` (the plugin makes its profile
+        ``kns.<namespace>`` if missing; ``namespace_profile`` first gives the
+        namespace labels of its own); ``labels``
         (the pod's) then go onto its WorkloadEndpoint, as an orchestrator puts
         them there.
         """
@@ -486,8 +487,6 @@ class Cluster:
         if pod in self.pods:
             raise ValueError(f"pod {pod!r} exists (on {self.pods[pod].node.name})")
         cn = self.nodes[node]
-        if self.kv.get(f"{KEY_PREFIX}profiles/kns.{namespace}") is None:
-            self.namespace_profile(namespace)
         rt, net = self.runtime(node)
         ns = self.topo.add_namespace(f"{node}-{pod}")
         att = self.attachment(node, pod, ns, namespace)

@@ -221,6 +221,11 @@ def test_two_pods_ping_and_exact_wiring(cni: Cni, daemon: bool) -> None:
         "k8s", "node1", "web-pa", "eth0", [f"{ip_a}/32"], ["kns.default"], host_if["name"],
         ctr_if["mac"])
     assert cni.ipam_problems() == []
+    # its profile, made by the plugin as kube-controllers would have it
+    prof = cni.kv.get("/calico/resources/v3/projectcalico.org/profiles/kns.default")
+    assert prof is not None
+    assert json.loads(prof.value)["spec"]["labelsToApply"] == {
+        "pcns.projectcalico.org/name": "default"}
 
     # CHECK passes, then fails once the pod's route is gone
     conf_a = cni.conf(node, prevResult=res_a)

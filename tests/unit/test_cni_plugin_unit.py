@@ -306,3 +306,46 @@ def test_the_shipped_conflist_is_the_template() -> None:
 
     shipped = Path(__file__).resolve().parents[2] / "configs" / "cni" / "10-pybgp.conflist"
     assert json.loads(shipped.read_text()) == conflist(**EXAMPLE)
+
+
+def _ident(pod: str = "", namespace: str = "") -> Any:
+    from types import SimpleNamespace
+
+    from pybgp.cni import endpoint
+
+    s = SimpleNamespace(nodename="node-1", network="k8s-pod-network")
+    req = SimpleNamespace(pod_name=pod, pod_namespace=namespace, container_id="c0ffee",
+                          ifname="eth0")
+    return endpoint.Identity(s, req)  # type: ignore[arg-type]
+
+
+def test_endpoint_profile_is_made_as_calico_would_and_never_overwritten() -> None:
+    import json
+
+    from pybgp.cni import endpoint
+    from pybgp.datastore.kv import Put
+    from pybgp.datastore.memory import MemoryKV
+    from pybgp.datastore.resources import ResourceStore
+
+    kv = MemoryKV()
+    k8s = _ident("web", "shop")
+    assert endpoint.ensure_profile(kv, k8s) is True
+    prof = ResourceStore(kv).get("Profile", "kns.shop")
+    assert prof.spec.labels_to_apply == {"pcns.projectcalico.org/name": "shop"}
+    assert [r.action for r in prof.spec.ingress + prof.spec.egress] == ["Allow", "Allow"]
+    assert not prof.spec.ingress[0].source.selector  # from anywhere
+    # an operator's own profile stands: nothing is written over it
+    item = kv.get(endpoint.PROFILE_PREFIX + "kns.shop")
+    assert item is not None
+    doc = json.loads(item.value)
+    doc["spec"]["ingress"] = []
+    kv.txn([], [Put(item.key, json.dumps(doc).encode())])
+    before = kv.get(item.key)
+    assert endpoint.ensure_profile(kv, k8s) is False
+    assert kv.get(item.key) == before
+
+    plain = _ident()
+    assert endpoint.ensure_profile(kv, plain) is True
+    net = ResourceStore(kv).get("Profile", "k8s-pod-network")
+    assert net.spec.ingress[0].source.selector == "has(k8s-pod-network)"
+    assert net.spec.labels_to_apply == {"k8s-pod-network": ""}
