@@ -1,11 +1,13 @@
 """The cluster picture as SVG (pure): nodes with their blocks and pods, the BGP
 sessions between them, and the external peers / reflectors.
 
-Layout: nodes on an ellipse, peers and reflectors at its centre; a session
-is a line between the two ends' centres, green when both ends that report
-it say Established, red and dashed otherwise. Self-contained SVG 1.1 (no
-scripts, no external fonts or images), so it can go into a README or a
-ticket as it is.
+Layout: nodes on an ellipse, peers and reflectors in a row at its centre
+(the ellipse grows to leave them room); a session is a line between the two
+ends' centres, green when both ends that report it (every node; a reflector
+or router that was asked) say Established, red and dashed otherwise. With
+the mesh off there are no node-to-node lines: nobody reports such a session.
+Self-contained SVG 1.1 (no scripts, no external fonts or images), so it can
+go into a README or a ticket as it is.
 
 Must never: draw a session no speaker reported, or put unescaped text in
 the document.
@@ -22,26 +24,39 @@ from pybgp.lab.report import NodeStatus
 
 UP, DOWN = "#2e7d32", "#c62828"
 BOX_W, LINE_H = 210, 15
+PEER_W, PEER_GAP = 160, 8  # a peer's or reflector's pill, and the space between two
 
 
 @dataclass(frozen=True)
 class Peer:
+    """An external router or a route reflector, at the centre of the picture."""
+
     name: str
     address: str
     kind: str  # e.g. "BIRD 2", "GoBGP", "reflector"
+    # neighbor address → state, as this end reports its sessions (None: not asked)
+    sessions: Mapping[str, str] | None = None
+    reflector: bool = False
 
 
 def sessions(nodes: Sequence[NodeStatus], peers: Sequence[Peer]
              ) -> dict[frozenset[str], bool]:
-    """Unordered (end, end) → up, from every node's reported sessions; names by address."""
+    """Unordered (end, end) → up, from every node's reported sessions and those
+    of the peers that report theirs; names by address."""
     by_addr = {n.address: n.name for n in nodes} | {p.address: p.name for p in peers}
     out: dict[frozenset[str], bool] = {}
+
+    def saw(a: str, b: str, state: str) -> None:
+        key = frozenset((a, b))
+        out[key] = out.get(key, True) and state == "Established"
+
     for n in nodes:
         for proto, state in n.sessions.items():
-            other = by_addr.get(n.peers.get(proto, ""), n.peers.get(proto, proto))
-            key = frozenset((n.name, other))
-            up = state == "Established"
-            out[key] = out.get(key, True) and up
+            saw(n.name, by_addr.get(n.peers.get(proto, ""), n.peers.get(proto, proto)), state)
+    for p in peers:
+        for address, state in (p.sessions or {}).items():
+            if address in by_addr:  # a session with a lab node or router
+                saw(p.name, by_addr[address], state)
     return out
 
 
@@ -59,9 +74,13 @@ def render(nodes: Sequence[NodeStatus], pods: Mapping[str, Sequence[tuple[str, s
                        *(f"{p}  {ip}" for p, ip in pods.get(nd.name, ()))] for nd in nodes}
     box_h = {k: 34 + LINE_H * len(v) for k, v in lines.items()}
     tallest = max(box_h.values(), default=60)
-    rx = max(260.0, BOX_W * 0.75 * n / math.pi) if n > 1 else 0.0
+    row = len(peers) * (PEER_W + PEER_GAP) - PEER_GAP  # the centre row's width
+    rx = max(260.0, BOX_W * 0.75 * n / math.pi, (row / 2 + BOX_W / 2 + 30) / 0.8) \
+        if n > 1 else 0.0
     ry = max(170.0, tallest * 0.6 * n / math.pi) if n > 1 else 0.0
-    width = int(2 * rx + BOX_W + 80)
+    if n <= 1 and peers:  # one node: above the row
+        ry = tallest / 2 + 26 + 60
+    width = int(max(2 * rx + BOX_W, row) + 80)
     cx, cy = width / 2, 60 + ry + tallest / 2
     height = int(cy + ry + tallest / 2 + 50)
     pos: dict[str, tuple[float, float]] = {}
@@ -69,7 +88,7 @@ def render(nodes: Sequence[NodeStatus], pods: Mapping[str, Sequence[tuple[str, s
         a = -math.pi / 2 + 2 * math.pi * i / max(n, 1)
         pos[nd.name] = (cx + rx * math.cos(a), cy + ry * math.sin(a))
     for j, p in enumerate(peers):
-        off = (j - (len(peers) - 1) / 2) * (BOX_W * 0.8)
+        off = (j - (len(peers) - 1) / 2) * (PEER_W + PEER_GAP)
         pos[p.name] = (cx + off, cy)
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -109,9 +128,11 @@ def render(nodes: Sequence[NodeStatus], pods: Mapping[str, Sequence[tuple[str, s
         out.append("</g>")
     for p in peers:
         x, y = pos[p.name]
-        out.append(f'<g class="peer" id={quoteattr("peer-" + p.name)}>')
-        out.append(f'<rect x="{x - 80:.0f}" y="{y - 26:.0f}" width="160" height="52" rx="26" '
-                   'fill="#fff3e0" stroke="#ef6c00" stroke-width="2"/>')
+        role, fill, stroke = (("reflector", "#ede7f6", "#5e35b1") if p.reflector
+                              else ("peer", "#fff3e0", "#ef6c00"))
+        out.append(f'<g class="{role}" id={quoteattr(role + "-" + p.name)}>')
+        out.append(f'<rect x="{x - PEER_W / 2:.0f}" y="{y - 26:.0f}" width="{PEER_W}" '
+                   f'height="52" rx="26" fill="{fill}" stroke="{stroke}" stroke-width="2"/>')
         out.append(_text(x, y - 4, f"{p.name} ({p.kind})", size=12, weight="bold"))
         out.append(_text(x, y + 13, p.address, size=11))
         out.append("</g>")
