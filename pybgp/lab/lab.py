@@ -2,10 +2,13 @@
 
 ``up`` builds, step by step (each step printed with its time): a private
 etcd (data, log and unix socket in ``DIR/etcd``), the fabric and the node
-namespaces with their Node resources, the IPPool and BGPConfiguration, an
-optional external BGP router (BIRD 2 or GoBGP) with its BGPPeer, ``pybgp
-speaker`` and then ``pybgp agent`` in every node (waiting for each one's
-``READY=1``, as systemd's ``Type=notify`` does), the pods through the real
+namespaces with their Node resources, the IPPool and BGPConfiguration (the
+mesh off when there are reflectors), optional route reflectors (``pybgp
+reflector`` each in a namespace of its own, one cluster id, every Node its
+client, a BGPPeer for each), an optional external BGP router (BIRD 2 or
+GoBGP) with its BGPPeer, ``pybgp speaker`` and then ``pybgp agent`` in
+every node (waiting for each daemon's ``READY=1``, reflectors included, as
+systemd's ``Type=notify`` does), the pods through the real
 CNI plugin from each node's conflist (labelled ``pod``/``node`` on their
 WorkloadEndpoints, as an orchestrator would), then waits until every pod
 is programmed by its agent, every BGP session is up and every block
@@ -43,6 +46,9 @@ from pybgp.lab.plan import (
     AGENT_METRICS_PORT,
     PEER_ADDRESS,
     PEER_NAME,
+    REFLECTOR_CLIENTS,
+    REFLECTOR_CLUSTER_ID,
+    REFLECTOR_OPTIONS,
     Paths,
     Plan,
     PlanError,
@@ -50,14 +56,17 @@ from pybgp.lab.plan import (
     check_pod_name,
     peer_spec,
     pod_labels,
+    reflector_clients,
 )
 from pybgp.lab.report import (
     AgentStatus,
     Matrix,
     NodeStatus,
+    ReflectorStatus,
     matrix_pairs,
     missing_routes,
     node_status,
+    reflector_status,
 )
 from pybgp.testing.cluster import Cluster, resource, wait_until
 from pybgp.testing.etcd import EtcdServer
@@ -94,7 +103,7 @@ class Progress:
 
     @contextmanager
     def step(self, name: str, doing: str) -> Iterator[Callable[[str], None]]:
-        self.out.write(f"  {name:<9} {doing} …\n")
+        self.out.write(f"  {name:<10} {doing} …\n")
         self.out.flush()
         said: list[str] = []
         t0 = time.monotonic()
@@ -111,7 +120,7 @@ class Progress:
                 raise LabError("interrupted", name) from None
             raise LabError(f"step {name!r} failed: {_one_line(exc)}", name) from exc
         self.times[name] = time.monotonic() - t0
-        self.out.write(f"  ✓ {name:<9} {said[-1] if said else doing}  "
+        self.out.write(f"  ✓ {name:<10} {said[-1] if said else doing}  "
                        f"({self.times[name]:.2f} s)\n")
         self.out.flush()
 
@@ -151,8 +160,7 @@ class Lab:
                                "created_dir": created, "started": time.time(), "peer": None})
         progress = Progress(out)
         w = progress.out.write
-        w(f"pybgp lab up: {len(plan.nodes)} nodes × {len(plan.nodes[0].pods)} pods"
-          f"{', peer ' + plan.peer if plan.peer else ''}, full mesh in {paths.root}\n")
+        w(f"pybgp lab up: {plan.describe()} in {paths.root}\n")
         t0 = time.monotonic()
         lab: Lab | None = None
         try:
@@ -192,6 +200,19 @@ class Lab:
                  f"{plan.nodes[-1].addr}), IPPool {plan.pool}, AS {plan.as_number}, "
                  f"mesh {'on' if plan.mesh else 'off'}")
         lab = cls(paths, journal, plan, topo, etcd, cluster)
+        if plan.reflectors:
+            k = len(plan.reflectors)
+            with progress.step("reflectors", f"pybgp reflector × {k}") as said:
+                for r in plan.reflectors:  # each with its global BGPPeer, named after it
+                    cluster.start_reflector(r.name, r.ip, cluster_id=REFLECTOR_CLUSTER_ID,
+                                            as_number=plan.as_number,
+                                            clients=reflector_clients(), wait=None,
+                                            **REFLECTOR_OPTIONS)
+                for r in plan.reflectors:
+                    cluster.wait_ready(r.name, READY_TIMEOUT, daemon="reflector")
+                said(f"{k} ready at {', '.join(r.addr for r in plan.reflectors)} (cluster id "
+                     f"{REFLECTOR_CLUSTER_ID}, clients: Nodes {REFLECTOR_CLIENTS}), "
+                     "a BGPPeer for each")
         if plan.peer:
             with progress.step("peer", f"external {plan.peer} router") as said:
                 router = topo.add_external_router(PEER_NAME, f"{PEER_ADDRESS}/24")
@@ -201,8 +222,6 @@ class Lab:
                 cluster.store.apply([resource("BGPPeer", PEER_NAME, peer_spec())])
                 said(f"{plan.peer} at {PEER_ADDRESS} (AS {peer_spec()['asNumber']}), "
                      "BGPPeer for every node")
-        # The reflectors join here, a step of their own after "nodes" (plan.mesh
-        # False, BGPPeers to them), when `pybgp reflector` lands.
         with progress.step("speakers", f"pybgp speaker in {len(plan.nodes)} nodes") as said:
             for n in plan.nodes:
                 cluster.start_speaker(n.name, notify=True)
@@ -304,6 +323,20 @@ class Lab:
             out.append(st)
         return out
 
+    def reflector_statuses(self) -> list[ReflectorStatus]:
+        """Every reflector as its JSON socket reports it (as ``pybgp show`` asks)."""
+        from pybgp.cli.show import json_query
+
+        out = []
+        for name, rr in self.cluster.reflectors.items():
+            try:
+                st = reflector_status(name, rr.address, json_query(rr.json_socket, "protocols"),
+                                      json_query(rr.json_socket, "routes"))
+            except PybgpError as exc:
+                st = ReflectorStatus(name, rr.address, error=str(exc))
+            out.append(st)
+        return out
+
     def agent_statuses(self, settle: float = 0.0) -> list[AgentStatus]:
         """Every node's agent, from inside its node, against what etcd holds for it.
         With ``settle`` > 0, wait up to that long for every agent that answers
@@ -363,6 +396,11 @@ class Lab:
                          f" agent {a.state if a else '?'}")
             for p in pods:
                 lines.append(f"    {p.name:<10} {p.addr:<14} {p.host_iface}")
+        want = self.plan.reflector_expected_sessions()
+        for r in self.reflector_statuses():
+            sessions = "?" if r.error else f"{r.established}/{want}"
+            lines.append(f"  {r.name:<8} {r.address:<13} sessions {sessions:<6} reflector, "
+                         f"cluster id {REFLECTOR_CLUSTER_ID}, {r.prefixes} prefixes")
         if self.peer_info:
             lines.append(f"  {PEER_NAME:<8} {PEER_ADDRESS:<13} {self.peer_info['kind']} "
                          f"(log {self.peer_info['log']})")
@@ -370,6 +408,8 @@ class Lab:
         lines += ["", "next:",
                   f"  pybgp lab status{d}",
                   f"  pybgp lab exec{d} {self.plan.node_names[0]} -- pybgp show routes",
+                  *([f"  pybgp lab exec{d} {self.plan.reflector_names[0]} -- pybgp show "
+                     "protocols"] if self.plan.reflectors else []),
                   f"  pybgp lab exec{d} {self.plan.node_names[0]} -- pybgp apply -f "
                   "POLICY.yaml   (pods are labelled pod=NAME, node=NODE)",
                   f"  pybgp lab pod add{d} {self.plan.node_names[0]} NAME",
@@ -378,27 +418,38 @@ class Lab:
 
     # ----- exec and pods -------------------------------------------------------
     def exec_target(self, name: str) -> tuple[str, str]:
-        """(namespace, node) of a node, a pod, or the peer."""
+        """(namespace, whose environment) of a node, a pod (its node's), a
+        reflector, or the peer (none)."""
         if name in self.cluster.nodes:
             return self.cluster.nodes[name].node.ns, name
         if name in self.cluster.pods:
             pod = self.cluster.pods[name]
             return pod.ns, pod.node.name
+        if name in self.cluster.reflectors:
+            return self.cluster.reflectors[name].node.ns, name
         if name == PEER_NAME and self.peer_info:
             return self.peer_info["ns"], ""
-        raise LabError(f"no node, pod or peer {name!r} in this lab "
-                       f"(nodes: {', '.join(self.cluster.nodes)})")
+        rrs = f", reflectors: {', '.join(self.cluster.reflectors)}" \
+            if self.cluster.reflectors else ""
+        raise LabError(f"no node, pod, reflector or peer {name!r} in this lab "
+                       f"(nodes: {', '.join(self.cluster.nodes)}{rrs})")
 
-    def exec_env(self, node: str) -> dict[str, str]:
-        """The environment ``pybgp`` commands need inside ``node``'s namespace."""
+    def exec_env(self, name: str) -> dict[str, str]:
+        """The environment ``pybgp`` commands need inside the namespace of node
+        or reflector ``name``: the lab's etcd, and the daemon's sockets where
+        ``pybgp show``/``status`` and ``birdcl -s $PYBGP_BIRD_SOCKET`` look."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
         env.update(ETCD_ENDPOINTS=self.etcd.unix_endpoint, PYBGP_LAB_DIR=str(self.paths.root))
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        if node:
-            cn = self.cluster.nodes[node]
-            env.update(NODENAME=node, PYBGP_BIRD_SOCKET=cn.bird_socket,
+        if name in self.cluster.nodes:
+            cn = self.cluster.nodes[name]
+            env.update(NODENAME=name, PYBGP_BIRD_SOCKET=cn.bird_socket,
                        PYBGP_SPEAKER_SOCKET=cn.json_socket)
+        elif name in self.cluster.reflectors:
+            rr = self.cluster.reflectors[name]
+            env.pop("NODENAME", None)
+            env.update(PYBGP_BIRD_SOCKET=rr.bird_socket, PYBGP_SPEAKER_SOCKET=rr.json_socket)
         return env
 
     def add_pod(self, node: str, name: str) -> Pod:

@@ -198,7 +198,7 @@ def test_exec_shows_the_routes_of_the_seed_document(lab: LabCLI) -> None:
     # exit status and output of the command itself
     assert lab.run("exec", "node-1", "--", "false", check=False).returncode == 1
     bad = lab.run("exec", "node-9", "--", "true", check=False)
-    assert bad.returncode == 1 and "no node, pod or peer 'node-9'" in bad.stderr
+    assert bad.returncode == 1 and "no node, pod, reflector or peer 'node-9'" in bad.stderr
 
 
 def test_pod_add_and_del_through_the_cni_plugin(lab: LabCLI) -> None:
