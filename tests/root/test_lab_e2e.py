@@ -26,109 +26,15 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from lab_cli import LabCLI, assert_gone, lab_processes, recorded_processes
 
 from pybgp.testing.cluster import wait_until
 from pybgp.testing.names import cali_name
 from pybgp.testing.netns import list_namespaces
-from pybgp.testing.procs import PROC, ProcessRecord
 
-PYBGP = str(Path(sys.executable).with_name("pybgp"))
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-class LabCLI:
-    """``pybgp lab … --dir D`` with a private TMPDIR (anything written there is a leak)."""
-
-    def __init__(self, directory: Path, tmpdir: Path, prefix: str) -> None:
-        self.dir = directory
-        self.tmpdir = tmpdir
-        self.prefix = prefix
-        tmpdir.mkdir(parents=True, exist_ok=True)
-        self.env = dict(os.environ, TMPDIR=str(tmpdir))
-
-    def argv(self, *args: str) -> list[str]:
-        verb = 2 if args[0] == "pod" else 1  # `pod add|del` takes --dir after add|del
-        return [PYBGP, "lab", *args[:verb], "--dir", str(self.dir), *args[verb:]]
-
-    def run(self, *args: str, check: bool = True, timeout: float = 180,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self.argv(*args), capture_output=True, text=True,
-                              timeout=timeout, env=env or self.env, stdin=subprocess.DEVNULL)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"pybgp lab {' '.join(args)} exited {proc.returncode}\n"
-                                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}\n"
-                                 f"{self.logs()}")
-        return proc
-
-    def up(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return self.run("up", "--ns-prefix", self.prefix, *args, **kw)
-
-    def status(self, *args: str) -> dict[str, Any]:
-        proc = self.run("status", "-o", "json", *args, check=False)
-        assert proc.returncode in (0, 1), proc.stderr
-        doc: dict[str, Any] = json.loads(proc.stdout)
-        return doc
-
-    def journal(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads((self.dir / "lab.json").read_text())
-        return doc
-
-    def logs(self) -> str:
-        out = []
-        for log in sorted(self.dir.glob("*/*.log")):
-            if log.parent.name == "etcd":
-                continue
-            out.append(f"--- {log}\n{log.read_text(errors='replace')[-2000:]}")
-        return "\n".join(out)
-
-
-def lab_processes(directory: Path) -> list[int]:
-    """Processes that name the lab dir on their command line or work in it."""
-    root = str(directory.resolve())
-    found = []
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if root in cmdline or cwd == root or cwd.startswith(root + "/"):
-            found.append(int(entry.name))
-    return found
-
-
-def recorded_processes(journal: dict[str, Any]) -> list[ProcessRecord]:
-    recs = [ProcessRecord.from_dict(r) for r in journal.get("topology", {}).get("processes", [])]
-    etcd = (journal.get("etcd") or {}).get("process")
-    return recs + ([ProcessRecord.from_dict(etcd)] if etcd else [])
-
-
-def assert_gone(cli: LabCLI, journal: dict[str, Any], shm_before: set[str]) -> None:
-    marker = f"{journal['topology']['prefix']}-{journal['topology']['run_id']}-"
-    assert [n for n in list_namespaces() if n.startswith(marker)] == []
-    assert [r for r in recorded_processes(journal) if r.alive()] == []
-    assert lab_processes(cli.dir) == []
-    assert not cli.dir.exists(), sorted(cli.dir.rglob("*"))
-    assert list(cli.tmpdir.iterdir()) == []  # nothing through tempfile, anywhere
-    etcd_name = (journal.get("etcd") or {}).get("name", "no etcd")
-    for entry in set(os.listdir("/dev/shm")) - shm_before:  # other engineers' are not ours
-        for log in Path("/dev/shm", entry).glob("etcd.log"):
-            assert etcd_name not in log.read_text(errors="replace")
-
-
-@pytest.fixture(scope="module")
-def prefix(session_run_id: str) -> str:
-    return f"pbt{session_run_id}"
-
-
-@pytest.fixture(scope="module")
-def shm_before() -> set[str]:
-    return set(os.listdir("/dev/shm"))
 
 
 @pytest.fixture(scope="module")
