@@ -34,7 +34,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -115,6 +115,7 @@ class Progress:
                            f"{_one_line(exc)}\n")
             self.out.flush()
             if isinstance(exc, LabError):
+                exc.step = exc.step or name
                 raise
             if isinstance(exc, KeyboardInterrupt):
                 raise LabError("interrupted", name) from None
@@ -254,7 +255,7 @@ class Lab:
                 return all(s.established >= plan.expected_sessions(s.name) for s in st)
 
             try:
-                wait_until(established, CONVERGE_TIMEOUT, "sessions")
+                lab.wait(established, CONVERGE_TIMEOUT, "sessions")
             except TimeoutError:
                 raise LabError(lab._not_established(), "sessions") from None
             said(f"{want}/{want} sessions established")
@@ -263,7 +264,7 @@ class Lab:
                 return not missing_routes(lab.node_statuses())
 
             try:
-                wait_until(converged, CONVERGE_TIMEOUT, "routes")
+                lab.wait(converged, CONVERGE_TIMEOUT, "routes")
             except TimeoutError:
                 raise LabError(f"routes missing: {missing_routes(lab.node_statuses())}",
                                "routes") from None
@@ -350,15 +351,29 @@ class Lab:
                 return got
             time.sleep(0.1)
 
+    def wait(self, pred: Callable[[], Any], timeout: float, what: str,
+             hosts: Collection[str] | None = None) -> Any:
+        """``wait_until`` that stops at once, naming it, when a daemon of the lab
+        (of ``hosts`` only, if given) exits meanwhile (its log's last lines say why)."""
+        def check() -> Any:
+            dead = self.cluster.exited(hosts)
+            if dead:
+                raise LabError("; ".join(dead))
+            return pred()
+
+        return wait_until(check, timeout, what)
+
     def wait_programmed(self, pods: list[Pod], timeout: float) -> None:
         """Until each pod's agent has written its endpoint status ``up`` (its
-        chains, route and neighbour are in place); TimeoutError names the rest."""
+        chains, route and neighbour are in place); TimeoutError names the rest,
+        LabError a daemon of the pods' nodes that exited meanwhile."""
         def missing() -> dict[str, str]:
             states = agents.pod_states(self.cluster.kv, pods)
             return {n: s for n, s in states.items() if s != "up"}
 
         try:
-            wait_until(lambda: not missing(), timeout, "endpoints")
+            self.wait(lambda: not missing(), timeout, "endpoints",
+                      hosts={p.node.name for p in pods})
         except TimeoutError:
             left = missing()
             raise TimeoutError(f"not programmed by their agents after {timeout:.0f} s: "

@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,6 +337,29 @@ class Cluster:
             s.close()
             self._notify.pop((name, daemon), None)
             Path(cn.notify_socket(daemon)).unlink(missing_ok=True)
+
+    def exited(self, hosts: Collection[str] | None = None) -> list[str]:
+        """The daemons started here (or recorded by the process that did) that
+        no longer run — in ``hosts`` (node and reflector names) or anywhere —
+        each with its log's last lines: what a wait for them to do something
+        should stop for at once."""
+        out = []
+        for host in [*self.nodes.values(), *self.reflectors.values()]:
+            if hosts is not None and host.name not in hosts:
+                continue
+            for daemon, rec in host.records.items():
+                proc = host.procs.get(daemon)
+                if proc is not None and proc.pid == rec.pid:
+                    if proc.poll() is None:
+                        continue
+                    how = f" with {proc.returncode}"
+                elif rec.alive():
+                    continue
+                else:
+                    how = ""
+                log = host.log_path(daemon)
+                out.append(f"{daemon} on {host.name} exited{how}{last_words(log)} (log: {log})")
+        return out
 
     def kill_speaker(self, name: str) -> None:
         """SIGKILL, as a crash would: nothing gets to clean up."""

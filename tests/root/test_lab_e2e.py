@@ -33,6 +33,7 @@ from lab_cli import LabCLI, assert_gone, lab_processes, recorded_processes
 from pybgp.testing.cluster import wait_until
 from pybgp.testing.names import cali_name
 from pybgp.testing.netns import list_namespaces
+from pybgp.testing.procs import ProcessRecord
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -290,6 +291,42 @@ def test_a_failing_step_is_named_and_down_removes_the_rest(tmp_path: Path, prefi
     assert len(journal["topology"]["namespaces"]) == 4  # fabric, two nodes, the router
     again = cli.up("--nodes", "1", check=False)
     assert again.returncode == 1 and "a lab already lives in" in again.stderr
+    cli.run("down")
+    assert_gone(cli, journal, shm_before)
+
+
+def test_a_daemon_that_dies_during_up_is_named_at_once(tmp_path: Path, prefix: str,
+                                                      shm_before: set[str]) -> None:
+    """A daemon that exits after its READY=1 stops the wait it would hold up
+    (endpoints, sessions or routes), which names it and quotes its log, rather
+    than a timeout 90 s later naming only what is missing."""
+    cli = LabCLI(tmp_path / "d", tmp_path / "tmp-d", prefix)
+    proc = subprocess.Popen(cli.argv("up", "--ns-prefix", prefix, "--nodes", "2",
+                                     "--pods-per-node", "2"),
+                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL)
+    try:  # the agents are ready once pods are being made: kill node-2's
+        end = time.monotonic() + 60
+        while time.monotonic() < end and proc.poll() is None:
+            try:
+                journal = cli.journal()
+                if journal.get("cluster", {}).get("pods"):
+                    agent = journal["cluster"]["nodes"]["node-2"]["agent"]
+                    assert ProcessRecord.from_dict(agent).signal(signal.SIGKILL, group=False)
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 1, out + err
+    assert "agent on node-2 exited with -9" in err and "(log: " in err, err
+    failed = cli.journal()["lab"]["failed_step"]
+    assert failed in ("endpoints", "sessions", "routes") and f"✗ {failed} failed" in out, out
+    journal = cli.journal()
     cli.run("down")
     assert_gone(cli, journal, shm_before)
 
