@@ -146,6 +146,9 @@ class Lab:
     # ----- up ------------------------------------------------------------------
     @classmethod
     def up(cls, directory: str | Path, plan: Plan, out: TextIO | None = None) -> Lab:
+        if os.geteuid() != 0:  # before anything exists: nothing half-made to remove
+            raise LabError("pybgp lab up needs root (it makes network namespaces, veths and "
+                           "a bridge): run it as root", "check")
         paths = Paths(Path(directory).absolute())
         paths.check(plan)
         if paths.journal.exists():
@@ -155,10 +158,15 @@ class Lab:
         if not created and any(paths.root.iterdir()):
             raise LabError(f"{paths.root} is not empty: a lab needs a directory of its own",
                            "dir")
-        paths.root.mkdir(parents=True, exist_ok=True)
         journal = Journal(paths.journal)
-        journal.update("lab", {"plan": plan.to_dict(), "state": "building",
-                               "created_dir": created, "started": time.time(), "peer": None})
+        try:
+            paths.root.mkdir(parents=True, exist_ok=True)
+            journal.update("lab", {
+                "plan": plan.to_dict(), "state": "building", "created_dir": created,
+                "started": time.time(), "peer": None})
+        except OSError as exc:
+            raise LabError(f"cannot make the lab's directory {paths.root}: "
+                           f"{exc.strerror or exc}", "dir") from None
         progress = Progress(out)
         w = progress.out.write
         w(f"pybgp lab up: {plan.describe()} in {paths.root}\n")
@@ -501,8 +509,8 @@ class Lab:
             return []
         journal = _load(paths)
         lab_doc = journal.get("lab") or {}
-        plan = Plan.from_dict(lab_doc["plan"]) if "plan" in lab_doc else None
         done: list[str] = []
+        plan = Plan.from_dict(lab_doc["plan"]) if "plan" in lab_doc else None
         errors: list[str] = []
         snap = journal.get("topology")
         if snap:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lab_cli import LabCLI, assert_gone, lab_processes, recorded_processes
+from lab_cli import PYBGP, LabCLI, assert_gone, lab_processes, recorded_processes
 
 from pybgp.testing.cluster import wait_until
 from pybgp.testing.names import cali_name
@@ -329,6 +329,20 @@ def test_a_daemon_that_dies_during_up_is_named_at_once(tmp_path: Path, prefix: s
     journal = cli.journal()
     cli.run("down")
     assert_gone(cli, journal, shm_before)
+
+
+def test_up_without_root_makes_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "nonroot"
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           PYBGP, "lab", "up", "--dir", str(target)], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and "pybgp lab up needs root" in proc.stderr, proc
+    assert not target.exists()
+    # as root, a directory it cannot make is one line naming it, not a traceback
+    proc = subprocess.run([PYBGP, "lab", "up", "--dir", "/proc/pybgp-lab"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and proc.stderr.startswith(
+        "error: cannot make the lab's directory /proc/pybgp-lab: "), proc.stderr
 
 
 def test_the_readme_demo(tmp_path: Path, shm_before: set[str]) -> None:
