@@ -163,7 +163,8 @@ class Lab:
             paths.root.mkdir(parents=True, exist_ok=True)
             journal.update("lab", {
                 "plan": plan.to_dict(), "state": "building", "created_dir": created,
-                "started": time.time(), "peer": None})
+                "started": time.time(), "peer": None,
+                "builder": ProcessRecord.of(os.getpid(), "pybgp lab up").to_dict()})
         except OSError as exc:
             raise LabError(f"cannot make the lab's directory {paths.root}: "
                            f"{exc.strerror or exc}", "dir") from None
@@ -510,6 +511,16 @@ class Lab:
         journal = _load(paths)
         lab_doc = journal.get("lab") or {}
         done: list[str] = []
+        builder = lab_doc.get("builder")
+        if builder and lab_doc.get("state") == "building":
+            # an `up` still at work would go on making things as they go: stop it
+            # first (its journal names all it made), by its recorded identity
+            rec = ProcessRecord.from_dict(builder)
+            if rec.pid != os.getpid() and rec.alive():
+                rec.stop(3.0, group=False)
+                done.append(f"the 'pybgp lab up' still building it (pid {rec.pid})")
+                journal = _load(paths)
+                lab_doc = journal.get("lab") or {}
         plan = Plan.from_dict(lab_doc["plan"]) if "plan" in lab_doc else None
         errors: list[str] = []
         snap = journal.get("topology")

@@ -331,6 +331,37 @@ def test_a_daemon_that_dies_during_up_is_named_at_once(tmp_path: Path, prefix: s
     assert_gone(cli, journal, shm_before)
 
 
+def test_down_while_up_still_builds(tmp_path: Path, prefix: str,
+                                    shm_before: set[str]) -> None:
+    """`down` in another terminal while `up` is still at work: it stops that
+    `up` first (by its recorded PID and start time), or `up` would go on
+    making namespaces and processes after `down` had removed the rest."""
+    cli = LabCLI(tmp_path / "w", tmp_path / "tmp-w", prefix)
+    proc = subprocess.Popen(cli.argv("up", "--ns-prefix", prefix, "--nodes", "2",
+                                     "--pods-per-node", "3"),
+                            env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end and proc.poll() is None:
+            try:
+                if cli.journal().get("cluster", {}).get("pods"):
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        assert proc.poll() is None, "up finished before down could race it"
+        journal = cli.journal()  # its run id names every namespace it makes, now or later
+        out = cli.run("down").stdout
+        assert proc.wait(10) != 0  # stopped, not finished
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert f"'pybgp lab up' still building it (pid {proc.pid})" in out, out
+    assert_gone(cli, journal, shm_before)
+
+
 def test_up_without_root_makes_nothing(tmp_path: Path) -> None:
     target = tmp_path / "nonroot"
     proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
