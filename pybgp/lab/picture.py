@@ -1,8 +1,8 @@
 """The cluster picture as SVG (pure): nodes with their blocks and pods, the BGP
 sessions between them, and the external peers / reflectors.
 
-Layout: nodes on an ellipse, peers and reflectors in a row at its centre
-(the ellipse grows to leave them room); a session is a line between the two
+Layout: nodes on an ellipse, peers and reflectors in a row at its centre,
+staggered up and down (the ellipse grows to leave them room); a session is a line between the two
 ends' centres, green when both ends that report it (every node; a reflector
 or router that was asked) say Established, red and dashed otherwise. With
 the mesh off there are no node-to-node lines: nobody reports such a session.
@@ -25,6 +25,7 @@ from pybgp.lab.report import NodeStatus
 UP, DOWN = "#2e7d32", "#c62828"
 BOX_W, LINE_H = 210, 15
 PEER_W, PEER_GAP = 160, 8  # a peer's or reflector's pill, and the space between two
+STAGGER = 40  # pills alternate this far above and below the centre
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,40 @@ def _text(x: float, y: float, s: str, *, size: int = 12, weight: str = "normal",
             f'text-anchor="{anchor}" fill="{fill}">{escape(s)}</text>')
 
 
+def _control(a: tuple[float, float], b: tuple[float, float],
+             obstacles: Sequence[tuple[float, float, float, float]]) -> tuple[float, float]:
+    """The control point of a session's curve from ``a`` to ``b``: straight if
+    that passes no other box or pill, else bent to one side, a little more at
+    each try, until it passes none (the least bent of the tries otherwise)."""
+    (x1, y1), (x2, y2) = a, b
+    length = math.hypot(x2 - x1, y2 - y1) or 1.0
+    nx, ny = -(y2 - y1) / length, (x2 - x1) / length  # unit normal
+    mid = ((x1 + x2) / 2, (y1 + y2) / 2)
+    best, best_hits = mid, len(obstacles) + 1
+    for bend in (0, 40, -40, 80, -80, 130, -130, 190, -190):
+        c = (mid[0] + nx * bend, mid[1] + ny * bend)
+        hits = sum(1 for box in obstacles if _crosses(a, c, b, box))
+        if hits == 0:
+            return c
+        if hits < best_hits:
+            best, best_hits = c, hits
+    return best
+
+
+def _crosses(a: tuple[float, float], c: tuple[float, float], b: tuple[float, float],
+             box: tuple[float, float, float, float], margin: float = 6.0) -> bool:
+    """Whether the quadratic curve a→b (control c) passes through ``box``."""
+    x0, y0, x1, y1 = box[0] - margin, box[1] - margin, box[2] + margin, box[3] + margin
+    for i in range(1, 40):
+        t = i / 40
+        u = 1 - t
+        x = u * u * a[0] + 2 * u * t * c[0] + t * t * b[0]
+        y = u * u * a[1] + 2 * u * t * c[1] + t * t * b[1]
+        if x0 <= x <= x1 and y0 <= y <= y1:
+            return True
+    return False
+
+
 def render(nodes: Sequence[NodeStatus], pods: Mapping[str, Sequence[tuple[str, str]]],
            peers: Sequence[Peer] = (), title: str = "pybgp lab") -> str:
     """The SVG document. ``pods``: node name → [(pod name, address)]."""
@@ -89,25 +124,27 @@ def render(nodes: Sequence[NodeStatus], pods: Mapping[str, Sequence[tuple[str, s
         pos[nd.name] = (cx + rx * math.cos(a), cy + ry * math.sin(a))
     for j, p in enumerate(peers):
         off = (j - (len(peers) - 1) / 2) * (PEER_W + PEER_GAP)
-        pos[p.name] = (cx + off, cy)
+        # staggered up and down, so a line to one pill passes beside its neighbours
+        lift = 0 if len(peers) == 1 else (-STAGGER if j % 2 == 0 else STAGGER)
+        pos[p.name] = (cx + off, cy + lift)
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">',
            f"<title>{escape(title)}</title>",
            f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
            _text(cx, 28, title, size=16, weight="bold")]
-    peer_names = {p.name for p in peers}
+    boxes = {nd.name: (pos[nd.name][0] - BOX_W / 2, pos[nd.name][1] - box_h[nd.name] / 2,
+                       pos[nd.name][0] + BOX_W / 2, pos[nd.name][1] + box_h[nd.name] / 2)
+             for nd in nodes}
+    boxes |= {p.name: (pos[p.name][0] - PEER_W / 2, pos[p.name][1] - 26,
+                       pos[p.name][0] + PEER_W / 2, pos[p.name][1] + 26) for p in peers}
     for key, up in sorted(sessions(nodes, peers).items(), key=lambda kv: sorted(kv[0])):
         ends = sorted(key)
         if len(ends) != 2 or not all(e in pos for e in ends):
             continue
         (x1, y1), (x2, y2) = pos[ends[0]], pos[ends[1]]
-        mx, my = (x1 + x2) / 2, (y1 + y2) / 2
-        if math.hypot(mx - cx, my - cy) < 80 and not any(e in peer_names for e in ends):
-            # through the centre, where the peers sit: bend it around them
-            length = math.hypot(x2 - x1, y2 - y1) or 1.0
-            mx += -(y2 - y1) / length * 0.3 * length
-            my += (x2 - x1) / length * 0.3 * length
+        others = [b for name, b in boxes.items() if name not in ends]
+        mx, my = _control((x1, y1), (x2, y2), others)
         dash = "" if up else ' stroke-dasharray="6 4"'
         out.append(f'<path class="session" d="M {x1:.0f} {y1:.0f} Q {mx:.0f} {my:.0f} '
                    f'{x2:.0f} {y2:.0f}" fill="none" '

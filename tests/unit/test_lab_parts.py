@@ -344,6 +344,33 @@ def test_svg_draws_reflectors_and_only_the_sessions_reported() -> None:
             assert cx1 <= x0 or x1 <= cx0 or cy1 <= y0 or y1 <= cy0, (centre, n)
 
 
+def test_svg_sessions_go_around_the_boxes_they_do_not_end_at() -> None:
+    """Five nodes, two reflectors and a router at the centre: no session's
+    curve passes through a node box or a pill other than its own two ends."""
+    centre = [("rr-1", "198.18.0.241"), ("rr-2", "198.18.0.242"), ("peer", "198.18.0.254")]
+    nodes = [node_status(f"node-{i}", f"198.18.0.{10 + i}", [
+        {"name": f"Global_{a}", "proto": "BGP",
+         "bgp": {"state": "Established", "neighbor_address": a}} for _, a in centre],
+        [{"prefix": "198.19.1.0/26", "dest": "blackhole"}]) for i in range(1, 6)]
+    peers = [picture.Peer(n, a, "reflector", reflector=n != "peer") for n, a in centre]
+    root = ET.fromstring(picture.render(nodes, {}, peers))
+    boxes = {}
+    for g in root.iter(f"{SVG}g"):
+        r = g.find(f"{SVG}rect")
+        x, y = float(r.get("x")), float(r.get("y"))
+        boxes[g.get("id").split("-", 1)[1]] = (x, y, x + float(r.get("width")),
+                                               y + float(r.get("height")))
+    paths = list(root.iter(f"{SVG}path"))
+    assert len(paths) == 15
+    for path in paths:
+        ends = path.find(f"{SVG}title").text.split(":")[0].split(" — ")
+        _, x1, y1, _, cx, cy, x2, y2 = path.get("d").split()
+        a, c, b = (float(x1), float(y1)), (float(cx), float(cy)), (float(x2), float(y2))
+        hit = [n for n, box in boxes.items()
+               if n not in ends and picture._crosses(a, c, b, box, margin=0)]
+        assert hit == [], (ends, hit)
+
+
 def test_svg_of_one_node_and_no_sessions() -> None:
     root = ET.fromstring(picture.render([node_status("n", "198.18.0.11", [], [])], {}))
     assert not list(root.iter(f"{SVG}path"))
