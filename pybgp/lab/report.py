@@ -18,32 +18,46 @@ OK, FAIL, UNKNOWN = "✓", "✗", "?"
 
 
 @dataclass
-class NodeStatus:
-    """One node as its speaker reports it (``error`` set when it did not answer)."""
+class Sessions:
+    """What a BGP speaker (a node's, a reflector) reports of its sessions."""
 
     name: str
     address: str
     sessions: dict[str, str] = field(default_factory=dict)  # protocol name → BGP state
     peers: dict[str, str] = field(default_factory=dict)  # protocol name → neighbor address
-    blocks: list[str] = field(default_factory=list)  # blackholed: this node's blocks
-    learned: list[str] = field(default_factory=list)  # best BGP routes
-    local: list[str] = field(default_factory=list)  # /32 dev cali…
-    error: str = ""
+    error: str = ""  # set when it did not answer
 
     @property
     def established(self) -> int:
         return sum(1 for s in self.sessions.values() if s == "Established")
+
+    def read_protocols(self, protocols: Sequence[Mapping[str, Any]]
+                       ) -> list[Mapping[str, Any]]:
+        """Take the BGP sessions of a ``protocols`` JSON answer; returns those."""
+        out = []
+        for p in protocols:
+            bgp = p.get("bgp")
+            if p.get("proto") == "BGP" and bgp:
+                self.sessions[p["name"]] = str(bgp.get("state", "?"))
+                self.peers[p["name"]] = str(bgp.get("neighbor_address", ""))
+                out.append(p)
+        return out
+
+
+@dataclass
+class NodeStatus(Sessions):
+    """One node as its speaker reports it."""
+
+    blocks: list[str] = field(default_factory=list)  # blackholed: this node's blocks
+    learned: list[str] = field(default_factory=list)  # best BGP routes
+    local: list[str] = field(default_factory=list)  # /32 dev cali…
 
 
 def node_status(name: str, address: str, protocols: Sequence[Mapping[str, Any]],
                 routes: Sequence[Mapping[str, Any]]) -> NodeStatus:
     """A NodeStatus from the speaker's ``protocols`` and ``routes`` JSON."""
     st = NodeStatus(name, address)
-    for p in protocols:
-        bgp = p.get("bgp")
-        if p.get("proto") == "BGP" and bgp:
-            st.sessions[p["name"]] = str(bgp.get("state", "?"))
-            st.peers[p["name"]] = str(bgp.get("neighbor_address", ""))
+    st.read_protocols(protocols)
     for r in routes:
         if r.get("dest") == "blackhole":
             st.blocks.append(r["prefix"])
@@ -55,21 +69,12 @@ def node_status(name: str, address: str, protocols: Sequence[Mapping[str, Any]],
 
 
 @dataclass
-class ReflectorStatus:
-    """One route reflector as its JSON socket reports it (``error``: it did not answer)."""
+class ReflectorStatus(Sessions):
+    """One route reflector as its JSON socket reports it."""
 
-    name: str
-    address: str
-    sessions: dict[str, str] = field(default_factory=dict)  # protocol name → BGP state
-    peers: dict[str, str] = field(default_factory=dict)  # protocol name → neighbor address
     prefixes: int = 0  # distinct prefixes in its RIB
     paths: int = 0  # paths held (every client's copy of a prefix)
     reflected: int = 0  # best paths it sends, summed over its Established sessions
-    error: str = ""
-
-    @property
-    def established(self) -> int:
-        return sum(1 for s in self.sessions.values() if s == "Established")
 
     @property
     def states(self) -> dict[str, str]:
@@ -86,14 +91,9 @@ def reflector_status(name: str, address: str, protocols: Sequence[Mapping[str, A
                      routes: Sequence[Mapping[str, Any]]) -> ReflectorStatus:
     """A ReflectorStatus from the reflector's ``protocols`` and ``routes`` JSON."""
     st = ReflectorStatus(name, address)
-    for p in protocols:
-        bgp = p.get("bgp")
-        if p.get("proto") == "BGP" and bgp:
-            state = str(bgp.get("state", "?"))
-            st.sessions[p["name"]] = state
-            st.peers[p["name"]] = str(bgp.get("neighbor_address", ""))
-            if state == "Established":
-                st.reflected += int((p.get("stats") or {}).get("exported", 0))
+    for p in st.read_protocols(protocols):
+        if p["bgp"].get("state") == "Established":
+            st.reflected += int((p.get("stats") or {}).get("exported", 0))
     st.paths = len(routes)
     st.prefixes = len({r.get("prefix") for r in routes})
     return st

@@ -361,6 +361,24 @@ class Cluster:
                 out.append(f"{daemon} on {host.name} exited{how}{last_words(log)} (log: {log})")
         return out
 
+    def terminate(self, name: str, daemon: str, timeout: float = 30.0) -> tuple[str, int]:
+        """Stop a daemon as ``systemctl stop`` does (SIGTERM) and return what it
+        then said on its ``$NOTIFY_SOCKET`` (``STOPPING=1``; "" if nothing) and
+        its exit status. It must have been started with ``notify``."""
+        host = self._host(name, daemon)
+        proc = host.procs[daemon]
+        path = host.notify_socket(daemon)  # where its $NOTIFY_SOCKET still points
+        Path(path).unlink(missing_ok=True)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.bind(path)
+            s.settimeout(timeout)
+            proc.terminate()
+            try:
+                said = s.recv(4096).decode(errors="replace")
+            except TimeoutError:
+                said = ""
+        return said, proc.wait(timeout)
+
     def kill_speaker(self, name: str) -> None:
         """SIGKILL, as a crash would: nothing gets to clean up."""
         self._kill(name, "speaker")

@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,28 @@ class LabCLI:
 
     def up(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return self.run("up", "--ns-prefix", self.prefix, *args, **kw)
+
+    def start_up(self, *args: str, output: bool = False) -> subprocess.Popen[str]:
+        """``up`` in the background (its output piped with ``output``)."""
+        pipe = subprocess.PIPE if output else subprocess.DEVNULL
+        return subprocess.Popen(self.argv("up", "--ns-prefix", self.prefix, *args),
+                                env=self.env, stdout=pipe, stderr=pipe, text=True,
+                                stdin=subprocess.DEVNULL)
+
+    def wait_journal(self, proc: subprocess.Popen[str],
+                     pred: Callable[[dict[str, Any]], Any], timeout: float = 60) -> Any:
+        """Poll the journal a background ``up`` writes until ``pred`` of it is
+        true (returned) or ``up`` exits or ``timeout`` passes (None)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and proc.poll() is None:
+            try:
+                got = pred(self.journal())
+                if got:
+                    return got
+            except (OSError, ValueError):
+                pass  # not written yet, or between writes
+            time.sleep(0.02)
+        return None
 
     def status(self, *args: str) -> dict[str, Any]:
         proc = self.run("status", "-o", "json", *args, check=False)

@@ -22,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,20 +246,9 @@ def test_zz_down_leaves_nothing(lab: LabCLI, shm_before: set[str]) -> None:
 # ----- failures: a killed up, a failing step -------------------------------------------------
 def test_down_after_a_killed_up(tmp_path: Path, prefix: str, shm_before: set[str]) -> None:
     cli = LabCLI(tmp_path / "k", tmp_path / "tmp-k", prefix)
-    proc = subprocess.Popen(cli.argv("up", "--ns-prefix", prefix, "--nodes", "2",
-                                     "--pods-per-node", "3"),
-                            env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    try:
-        # kill it in the middle of the pods step: speakers and etcd run, pods half made
-        end = time.monotonic() + 60
-        while time.monotonic() < end and proc.poll() is None:
-            try:
-                if cli.journal().get("cluster", {}).get("pods"):
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
+    proc = cli.start_up("--nodes", "2", "--pods-per-node", "3")
+    try:  # kill it in the middle of the pods step: speakers and etcd run, pods half made
+        cli.wait_journal(proc, lambda j: j.get("cluster", {}).get("pods"))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -301,22 +289,11 @@ def test_a_daemon_that_dies_during_up_is_named_at_once(tmp_path: Path, prefix: s
     (endpoints, sessions or routes), which names it and quotes its log, rather
     than a timeout 90 s later naming only what is missing."""
     cli = LabCLI(tmp_path / "d", tmp_path / "tmp-d", prefix)
-    proc = subprocess.Popen(cli.argv("up", "--ns-prefix", prefix, "--nodes", "2",
-                                     "--pods-per-node", "2"),
-                            env=cli.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, stdin=subprocess.DEVNULL)
+    proc = cli.start_up("--nodes", "2", "--pods-per-node", "2", output=True)
     try:  # the agents are ready once pods are being made: kill node-2's
-        end = time.monotonic() + 60
-        while time.monotonic() < end and proc.poll() is None:
-            try:
-                journal = cli.journal()
-                if journal.get("cluster", {}).get("pods"):
-                    agent = journal["cluster"]["nodes"]["node-2"]["agent"]
-                    assert ProcessRecord.from_dict(agent).signal(signal.SIGKILL, group=False)
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.02)
+        agent = cli.wait_journal(proc, lambda j: j.get("cluster", {}).get("pods") and
+                                 j["cluster"]["nodes"]["node-2"]["agent"])
+        assert agent and ProcessRecord.from_dict(agent).signal(signal.SIGKILL, group=False)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -337,19 +314,9 @@ def test_down_while_up_still_builds(tmp_path: Path, prefix: str,
     `up` first (by its recorded PID and start time), or `up` would go on
     making namespaces and processes after `down` had removed the rest."""
     cli = LabCLI(tmp_path / "w", tmp_path / "tmp-w", prefix)
-    proc = subprocess.Popen(cli.argv("up", "--ns-prefix", prefix, "--nodes", "2",
-                                     "--pods-per-node", "3"),
-                            env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
+    proc = cli.start_up("--nodes", "2", "--pods-per-node", "3")
     try:
-        end = time.monotonic() + 60
-        while time.monotonic() < end and proc.poll() is None:
-            try:
-                if cli.journal().get("cluster", {}).get("pods"):
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.02)
+        cli.wait_journal(proc, lambda j: j.get("cluster", {}).get("pods"))
         assert proc.poll() is None, "up finished before down could race it"
         journal = cli.journal()  # its run id names every namespace it makes, now or later
         out = cli.run("down").stdout

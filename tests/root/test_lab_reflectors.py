@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,20 +106,10 @@ def test_zz_down_leaves_nothing(rr_lab: LabCLI, shm_before: set[str]) -> None:
 def test_down_after_an_up_killed_with_its_reflector_running(tmp_path: Path, prefix: str,
                                                            shm_before: set[str]) -> None:
     cli = LabCLI(tmp_path / "k", tmp_path / "tmp-k", prefix)
-    proc = subprocess.Popen(cli.argv("up", "--ns-prefix", prefix, "--nodes", "1",
-                                     "--pods-per-node", "0", "--reflectors", "2"),
-                            env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
+    proc = cli.start_up("--nodes", "1", "--pods-per-node", "0", "--reflectors", "2")
     try:  # killed once the first reflector is journaled as running
-        end = time.monotonic() + 60
-        while time.monotonic() < end and proc.poll() is None:
-            try:
-                rrs = cli.journal().get("cluster", {}).get("reflectors", {})
-                if any(r.get("reflector") for r in rrs.values()):
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.02)
+        cli.wait_journal(proc, lambda j: any(
+            r.get("reflector") for r in j.get("cluster", {}).get("reflectors", {}).values()))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
