@@ -80,6 +80,8 @@ READY_TIMEOUT = 60.0
 CONVERGE_TIMEOUT = 90.0
 PROGRAMMED_TIMEOUT = 30.0  # a new pod, programmed by its node's agent
 SETTLE_TIMEOUT = 10.0  # `status`: agents catching up with etcd before the pings
+# what `exec` sets for a node (or reflector), never passed through from the caller
+NODE_ENV = ("NODENAME", "PYBGP_BIRD_SOCKET", "PYBGP_SPEAKER_SOCKET", "PYBGP_CONFIG")
 
 
 class LabError(PybgpError):
@@ -462,7 +464,9 @@ class Lab:
         """The environment ``pybgp`` commands need inside the namespace of node
         or reflector ``name``: the lab's etcd, and the daemon's sockets where
         ``pybgp show``/``status`` and ``birdcl -s $PYBGP_BIRD_SOCKET`` look."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+        # nothing of the caller's own node (or another lab) leaks in: only this lab's
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("ETCD_") and k not in NODE_ENV}
         env.update(ETCD_ENDPOINTS=self.etcd.unix_endpoint, PYBGP_LAB_DIR=str(self.paths.root))
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -472,7 +476,6 @@ class Lab:
                        PYBGP_SPEAKER_SOCKET=cn.json_socket)
         elif name in self.cluster.reflectors:
             rr = self.cluster.reflectors[name]
-            env.pop("NODENAME", None)
             env.update(PYBGP_BIRD_SOCKET=rr.bird_socket, PYBGP_SPEAKER_SOCKET=rr.json_socket)
         return env
 

@@ -99,6 +99,13 @@ def test_exec_shows_the_routes_of_the_seed_document(lab: LabCLI) -> None:
     # the node's environment: its own name and the lab's etcd
     env = lab.run("exec", "node-2", "--", "sh", "-c", "echo $NODENAME $ETCD_ENDPOINTS").stdout
     assert env.split()[0] == "node-2" and env.split()[1].startswith("unix://")
+    # in the router nothing of a node's is set, not even what the caller had
+    mine = dict(lab.env, NODENAME="elsewhere", PYBGP_BIRD_SOCKET="/run/calico/bird.ctl",
+                PYBGP_CONFIG="/etc/pybgp/pybgp.cfg")
+    env = lab.run("exec", "peer", "--", "sh", "-c", "echo ${NODENAME:-none} "
+                  "${PYBGP_BIRD_SOCKET:-none} ${PYBGP_CONFIG:-none} $ETCD_ENDPOINTS",
+                  env=mine).stdout.split()
+    assert env[:3] == ["none"] * 3 and env[3].startswith("unix://"), env
     nodes = lab.run("exec", "node-2", "--", "pybgp", "get", "nodes").stdout
     assert all(n in nodes for n in ("node-1", "node-2", "node-3"))
     # exit status and output of the command itself
