@@ -331,7 +331,8 @@ class Lab:
                 st = node_status(name, cn.node.addr, json_query(cn.json_socket, "protocols"),
                                  json_query(cn.json_socket, "routes"))
             except PybgpError as exc:
-                st = NodeStatus(name, cn.node.addr, error=str(exc))
+                dead = [d for d in self.cluster.exited([name]) if d.startswith("speaker")]
+                st = NodeStatus(name, cn.node.addr, error=dead[0] if dead else str(exc))
             out.append(st)
         return out
 
@@ -344,8 +345,9 @@ class Lab:
             try:
                 st = reflector_status(name, rr.address, json_query(rr.json_socket, "protocols"),
                                       json_query(rr.json_socket, "routes"))
-            except PybgpError as exc:
-                st = ReflectorStatus(name, rr.address, error=str(exc))
+            except PybgpError as exc:  # gone (and why), or alive but not answering
+                dead = self.cluster.exited([name])
+                st = ReflectorStatus(name, rr.address, error=dead[0] if dead else str(exc))
             out.append(st)
         return out
 

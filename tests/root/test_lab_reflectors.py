@@ -5,7 +5,8 @@ in subprocesses), with a GoBGP router beside it (``--peer`` keeps working).
 Every pod pings every other (72 pairs) through routes only the reflector
 carried; no node has a ``Mesh_`` session, each has its session to the
 reflector Established (both ends say so); ``status``, ``exec`` and the SVG
-show the reflector; ``down`` leaves nothing. An ``up`` killed just after its
+show the reflector; killed, it is named in ``status`` while the nodes keep
+its routes (graceful restart); ``down`` leaves nothing. An ``up`` killed just after its
 reflector started is cleaned up by ``down`` too (the reflector is journaled).
 """
 
@@ -19,6 +20,9 @@ from pathlib import Path
 
 import pytest
 from lab_cli import LabCLI, assert_gone, recorded_processes
+
+from pybgp.testing.cluster import wait_until
+from pybgp.testing.procs import ProcessRecord
 
 NODES = {"node-1": "198.18.0.11", "node-2": "198.18.0.12", "node-3": "198.18.0.13"}
 RR = "198.18.0.241"
@@ -93,11 +97,29 @@ def test_svg_draws_the_reflector_and_no_mesh(rr_lab: LabCLI, tmp_path: Path) -> 
     assert lines == {f"{n} — {end}": "#2e7d32" for n in NODES for end in ("peer", "rr-1")}
 
 
+def test_y_a_dead_reflector_is_named_and_its_routes_kept(rr_lab: LabCLI) -> None:
+    """The reflector crashes (kill -9, a VM lost): status names it, with its
+    log, and every pair still answers — the nodes keep its routes for the
+    graceful-restart time."""
+    record = ProcessRecord.from_dict(rr_lab.journal()["cluster"]["reflectors"]["rr-1"]
+                                     ["reflector"])
+    assert record.signal(signal.SIGKILL, group=False)
+    wait_until(lambda: not record.alive(), 10, "the reflector gone")
+    doc = rr_lab.status()
+    assert not doc["healthy"]
+    [rr] = doc["reflectors"]
+    assert rr["error"].startswith("reflector on rr-1 exited") and "reflector.log" in rr["error"]
+    for n in doc["nodes"]:
+        assert n["sessions"]["Global_198_18_0_241"] != "Established"
+        assert len(n["learned"]) == 3  # kept: graceful restart
+    assert doc["matrix"]["ok"] == 72
+
+
 def test_zz_down_leaves_nothing(rr_lab: LabCLI, shm_before: set[str]) -> None:
     journal = rr_lab.journal()
     assert set(journal["cluster"]["reflectors"]) == {"rr-1"}
-    # etcd, the reflector, GoBGP, three speakers, three agents
-    assert len([r for r in recorded_processes(journal) if r.alive()]) == 9
+    # etcd, GoBGP, three speakers, three agents (the reflector was killed above)
+    assert len([r for r in recorded_processes(journal) if r.alive()]) == 8
     rr_lab.run("down")
     assert_gone(rr_lab, journal, shm_before)
     assert "nothing to remove" in rr_lab.run("down").stdout
