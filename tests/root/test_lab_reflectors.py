@@ -6,8 +6,9 @@ Every pod pings every other (72 pairs) through routes only the reflector
 carried; no node has a ``Mesh_`` session, each has its session to the
 reflector Established (both ends say so); ``status``, ``exec`` and the SVG
 show the reflector; killed, it is named in ``status`` while the nodes keep
-its routes (graceful restart); ``down`` leaves nothing. An ``up`` killed just after its
-reflector started is cleaned up by ``down`` too (the reflector is journaled).
+its routes (graceful restart); ``down`` leaves nothing. An ``up`` killed
+just after its reflector started is cleaned up by ``down`` too (the
+reflector is journaled).
 """
 
 from __future__ import annotations
