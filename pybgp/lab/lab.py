@@ -152,7 +152,10 @@ class Lab:
             raise LabError("pybgp lab up needs root (it makes network namespaces, veths and "
                            "a bridge): run it as root", "check")
         paths = Paths(Path(directory).absolute())
-        paths.check(plan)
+        try:
+            paths.check(plan)
+        except PlanError as exc:
+            raise LabError(str(exc), "dir") from None
         if paths.journal.exists():
             raise LabError(f"a lab already lives in {paths.root} "
                            f"(pybgp lab down --dir {paths.root} removes it)", "dir")

@@ -336,14 +336,21 @@ def test_down_while_up_still_builds(tmp_path: Path, prefix: str,
     assert_gone(cli, journal, shm_before)
 
 
-def test_up_without_root_makes_nothing(tmp_path: Path) -> None:
+def test_up_refuses_before_making_anything(tmp_path: Path) -> None:
     target = tmp_path / "nonroot"
     proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                            PYBGP, "lab", "up", "--dir", str(target)], capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 1 and "pybgp lab up needs root" in proc.stderr, proc
     assert not target.exists()
-    # as root, a directory it cannot make is one line naming it, not a traceback
+    # as root, a directory too long for its sockets, or one it cannot make, is
+    # one line naming it, not a traceback
+    deep = tmp_path / ("d" * 100)
+    proc = subprocess.run([PYBGP, "lab", "up", "--dir", str(deep)], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"error: --dir {deep}: the socket "
+                                                           "path "), proc.stderr
+    assert "longer than 107 bytes" in proc.stderr and not deep.exists()
     proc = subprocess.run([PYBGP, "lab", "up", "--dir", "/proc/pybgp-lab"],
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 1 and proc.stderr.startswith(
