@@ -263,16 +263,19 @@ class Lab:
             said(f"{len(pods)}/{len(pods)} endpoints up (status written by the agents)")
         with progress.step("sessions", "BGP sessions") as said:
             want = sum(plan.expected_sessions(n) for n in plan.node_names)
+            rr_want = plan.reflector_expected_sessions()
 
-            def established() -> bool:
+            def established() -> bool:  # both ends: the nodes', and each reflector's
                 st = lab.node_statuses()
-                return all(s.established >= plan.expected_sessions(s.name) for s in st)
+                return (all(s.established >= plan.expected_sessions(s.name) for s in st)
+                        and all(r.established >= rr_want for r in lab.reflector_statuses()))
 
             try:
                 lab.wait(established, CONVERGE_TIMEOUT, "sessions")
             except TimeoutError:
                 raise LabError(lab._not_established(), "sessions") from None
-            said(f"{want}/{want} sessions established")
+            said(f"{want}/{want} sessions established"
+                 + (f" (each reflector's {rr_want}/{rr_want} too)" if plan.reflectors else ""))
         with progress.step("routes", "every node learns every other block") as said:
             def converged() -> bool:
                 return not missing_routes(lab.node_statuses())
@@ -288,7 +291,7 @@ class Lab:
 
     def _not_established(self) -> str:
         bad = []
-        for s in self.node_statuses():
+        for s in [*self.node_statuses(), *self.reflector_statuses()]:
             for name, state in sorted(s.sessions.items()):
                 if state != "Established":
                     bad.append(f"{s.name} {name}: {state}")

@@ -40,6 +40,7 @@ def rr_lab(tmp_path_factory: pytest.TempPathFactory, prefix: str, shm_before: se
                      "--peer", "gobgp").stdout
         assert "1 reflector (mesh off), peer gobgp" in out.splitlines()[0], out
         assert "✓ reflectors 1 ready at 198.18.0.241" in out and "mesh off" in out, out
+        assert "6/6 sessions established (each reflector's 3/3 too)" in out, out
         yield cli
     finally:
         cli.run("down", check=False)
