@@ -16,6 +16,10 @@ report says when to apply again to sweep it.
 What the kernel holds is known from the last read-back (``iptables-save``,
 ``ipset save``, a route and a neighbour dump) plus the writes since; a
 refresh (:meth:`refresh`) re-reads it, so the next apply repairs any drift.
+The daemon calls ``refresh`` from its event loop while an apply may be
+running in a worker thread, so ``refresh`` only records what to forget
+(under a lock) and every apply forgets it first, in its own thread: the
+state an apply works on changes under it only by its own hand.
 Only what is right is left alone: nothing is flushed, on start, on resync
 or on exit.
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -80,6 +85,8 @@ class Dataplane:
         self.rtnl = Rtnl()
         self.neighbours: dict[tuple[str, str], str] | None = None  # None: dump first
         self.sysctls: dict[str, str] = {}  # path → value known to be there
+        self._forget: set[str] = set()  # what refresh() asked the next apply to re-read
+        self._forget_lock = threading.Lock()
 
     def close(self) -> None:
         """Close the sockets. Deletes nothing: the dataplane stays as it is."""
@@ -89,13 +96,23 @@ class Dataplane:
     # -- reading the kernel back ---------------------------------------------------
     def refresh(self, *, iptables: bool = False, ipsets: bool = False,
                 routes: bool = False) -> None:
-        """Forget what is known of these parts; the next apply re-reads them."""
-        if iptables:
+        """Have the next apply re-read these parts. Safe from any thread, also
+        while an apply runs: it only records the request."""
+        asked = {k for k, v in (("iptables", iptables), ("ipsets", ipsets),
+                                ("routes", routes)) if v}
+        with self._forget_lock:
+            self._forget |= asked
+
+    def _take_refresh(self) -> None:
+        """Forget what ``refresh`` asked to (at the start of an apply, in its thread)."""
+        with self._forget_lock:
+            forget, self._forget = self._forget, set()
+        if "iptables" in forget:
             for table in self.tables.values():
                 table.known = False
-        if ipsets:
+        if "ipsets" in forget:
             self.sets.known = False
-        if routes:
+        if "routes" in forget:
             self.routes.needs_resync = True
             self.neighbours = None
             self.sysctls = {}
@@ -112,6 +129,7 @@ class Dataplane:
     def apply(self, desired: Desired) -> Report:
         t0 = time.perf_counter()
         report = Report()
+        self._take_refresh()
         try:
             self._load()
         except (KernelError, OSError) as exc:

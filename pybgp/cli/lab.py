@@ -16,7 +16,7 @@ import sys
 
 def register(sub: argparse._SubParsersAction) -> None:
     from pybgp.lab.lab import default_dir
-    from pybgp.lab.plan import PEERS
+    from pybgp.lab.plan import MAX_REFLECTORS, PEERS
 
     lab = sub.add_parser("lab", help="a multi-node pybgp cluster in network namespaces")
     cmds = lab.add_subparsers(dest="lab_command", metavar="COMMAND", required=True)
@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = with_dir(cmds.add_parser("up", help="build a lab and leave it running"))
     p.add_argument("--nodes", type=int, default=3, help="node namespaces (default 3)")
     p.add_argument("--pods-per-node", type=int, default=2, help="pods per node (default 2)")
+    p.add_argument("--reflectors", type=int, default=0, metavar="K",
+                   help=f"K pybgp route reflectors (0..{MAX_REFLECTORS}) serving every node, "
+                        "the node-to-node mesh off (default 0: full mesh)")
     p.add_argument("--peer", choices=PEERS, help="an external BGP router peering with every "
                                                  "node")
     p.add_argument("--ns-prefix", default="lab",
@@ -41,9 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     p.set_defaults(func=run_status)
 
-    p = with_dir(cmds.add_parser("exec", help="run a command inside a node (or pod) with the "
-                                              "node's etcd and speaker sockets set"))
-    p.add_argument("name", metavar="NODE", help="a node, a pod, or 'peer'")
+    p = with_dir(cmds.add_parser("exec", help="run a command inside a node (or pod, reflector) "
+                                              "with the lab's etcd and the daemon's sockets "
+                                              "set"))
+    p.add_argument("name", metavar="NODE", help="a node, a pod, a reflector (rr-1…), or 'peer'")
     p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD",
                    help="the command and its arguments")
     p.set_defaults(func=run_exec)
@@ -66,7 +70,8 @@ def run_up(args: argparse.Namespace) -> int:
     from pybgp.lab.plan import PlanError, make_plan
 
     try:
-        plan = make_plan(args.nodes, args.pods_per_node, args.peer, args.ns_prefix)
+        plan = make_plan(args.nodes, args.pods_per_node, args.peer, args.ns_prefix,
+                         reflectors=args.reflectors)
     except PlanError as exc:
         raise LabError(str(exc)) from None
     Lab.up(args.dir, plan).close()
@@ -76,13 +81,15 @@ def run_up(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     from pybgp.lab import picture
     from pybgp.lab.lab import SETTLE_TIMEOUT, Lab
-    from pybgp.lab.plan import PEER_ADDRESS, PEER_NAME
-    from pybgp.lab.report import nodes_table
+    from pybgp.lab.plan import PEER_ADDRESS, PEER_NAME, REFLECTOR_CLUSTER_ID
+    from pybgp.lab.report import nodes_table, reflector_sessions_table, reflectors_table
 
     lab = Lab.attach(args.dir)
     try:
         nodes = lab.node_statuses()
         expected = {n: lab.plan.expected_sessions(n) for n in lab.plan.node_names}
+        reflectors = lab.reflector_statuses()
+        rr_expected = lab.plan.reflector_expected_sessions()
         peer = lab.peer_info
         peer_sessions = lab.peer_sessions() if peer else None
         # the matrix is measured once the agents program what etcd holds (a
@@ -92,26 +99,34 @@ def run_status(args: argparse.Namespace) -> int:
         pods = {n: [(p.name, p.addr) for p in lab.pods_in_order() if p.node.name == n]
                 for n in lab.plan.node_names}
         if args.svg:
-            peers = [picture.Peer(PEER_NAME, PEER_ADDRESS,
-                                  {"bird": "BIRD 2", "gobgp": "GoBGP"}[peer["kind"]])
-                     ] if peer else []
-            text = picture.render(nodes, pods, peers, title=f"pybgp lab {lab.paths.root}")
+            centre = [picture.Peer(r.name, r.address, "reflector",
+                                   None if r.error else r.states, reflector=True)
+                      for r in reflectors]
+            if peer:
+                centre.append(picture.Peer(PEER_NAME, PEER_ADDRESS,
+                                           {"bird": "BIRD 2", "gobgp": "GoBGP"}[peer["kind"]],
+                                           peer_sessions))
+            text = picture.render(nodes, pods, centre, title=f"pybgp lab {lab.paths.root}")
             with open(args.svg, "w") as fh:
                 fh.write(text)
     finally:
         lab.close()
     healthy = (all(not n.error and n.established >= expected[n.name] for n in nodes)
+               and all(not r.error and r.established >= rr_expected for r in reflectors)
                and all(a.settled for a in agents.values())
                and (matrix is None or matrix.all_ok or not matrix.labels))
     state = (lab.journal.get("lab") or {}).get("state", "?")
     if args.output == "json":
         json.dump({"dir": str(lab.paths.root), "state": state, "healthy": healthy,
+                   "mesh": lab.plan.mesh,
                    "nodes": [{"name": n.name, "address": n.address, "sessions": n.sessions,
                               "expected_sessions": expected[n.name], "blocks": n.blocks,
                               "local_routes": n.local, "learned": n.learned,
                               "error": n.error,
                               "agent": agents[n.name].to_dict() if n.name in agents else None}
                              for n in nodes],
+                   "reflectors": [{**r.to_dict(), "cluster_id": REFLECTOR_CLUSTER_ID,
+                                   "expected_sessions": rr_expected} for r in reflectors],
                    "pods": {n: [{"name": p, "address": a} for p, a in v]
                             for n, v in pods.items()},
                    "peer": {"kind": peer["kind"], "sessions": peer_sessions} if peer else None,
@@ -119,10 +134,18 @@ def run_status(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0 if healthy else 1
     w = sys.stdout.write
+    k = len(reflectors)
     w(f"lab in {lab.paths.root} ({state}): {len(nodes)} nodes, "
-      f"{sum(len(v) for v in pods.values())} pods"
-      f"{', peer ' + peer['kind'] if peer else ''}\n\n")
+      f"{sum(len(v) for v in pods.values())} pods, "
+      + (f"{k} reflector{'s' if k > 1 else ''} (mesh off)" if k else
+         "full mesh" if lab.plan.mesh else "mesh off")
+      + f"{', peer ' + peer['kind'] if peer else ''}\n\n")
     w(nodes_table(nodes, expected, agents))
+    if reflectors:
+        w(f"\nroute reflectors (cluster id {REFLECTOR_CLUSTER_ID}), as each reports itself:\n")
+        w(reflectors_table(reflectors, rr_expected))
+        w("\neach node's session to each reflector, as the node reports it:\n")
+        w(reflector_sessions_table(nodes, reflectors))
     if peer:
         states = peer_sessions or {}
         up = sum(1 for s in states.values() if s == "Established")

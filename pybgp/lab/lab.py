@@ -2,10 +2,13 @@
 
 ``up`` builds, step by step (each step printed with its time): a private
 etcd (data, log and unix socket in ``DIR/etcd``), the fabric and the node
-namespaces with their Node resources, the IPPool and BGPConfiguration, an
-optional external BGP router (BIRD 2 or GoBGP) with its BGPPeer, ``pybgp
-speaker`` and then ``pybgp agent`` in every node (waiting for each one's
-``READY=1``, as systemd's ``Type=notify`` does), the pods through the real
+namespaces with their Node resources, the IPPool and BGPConfiguration (the
+mesh off when there are reflectors), optional route reflectors (``pybgp
+reflector`` each in a namespace of its own, one cluster id, every Node its
+client, a BGPPeer for each), an optional external BGP router (BIRD 2 or
+GoBGP) with its BGPPeer, ``pybgp speaker`` and then ``pybgp agent`` in
+every node (waiting for each daemon's ``READY=1``, reflectors included, as
+systemd's ``Type=notify`` does), the pods through the real
 CNI plugin from each node's conflist (labelled ``pod``/``node`` on their
 WorkloadEndpoints, as an orchestrator would), then waits until every pod
 is programmed by its agent, every BGP session is up and every block
@@ -31,7 +34,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -43,6 +46,9 @@ from pybgp.lab.plan import (
     AGENT_METRICS_PORT,
     PEER_ADDRESS,
     PEER_NAME,
+    REFLECTOR_CLIENTS,
+    REFLECTOR_CLUSTER_ID,
+    REFLECTOR_OPTIONS,
     Paths,
     Plan,
     PlanError,
@@ -50,14 +56,17 @@ from pybgp.lab.plan import (
     check_pod_name,
     peer_spec,
     pod_labels,
+    reflector_clients,
 )
 from pybgp.lab.report import (
     AgentStatus,
     Matrix,
     NodeStatus,
+    ReflectorStatus,
     matrix_pairs,
     missing_routes,
     node_status,
+    reflector_status,
 )
 from pybgp.testing.cluster import Cluster, resource, wait_until
 from pybgp.testing.etcd import EtcdServer
@@ -71,6 +80,8 @@ READY_TIMEOUT = 60.0
 CONVERGE_TIMEOUT = 90.0
 PROGRAMMED_TIMEOUT = 30.0  # a new pod, programmed by its node's agent
 SETTLE_TIMEOUT = 10.0  # `status`: agents catching up with etcd before the pings
+# what `exec` sets for a node (or reflector), never passed through from the caller
+NODE_ENV = ("NODENAME", "PYBGP_BIRD_SOCKET", "PYBGP_SPEAKER_SOCKET", "PYBGP_CONFIG")
 
 
 class LabError(PybgpError):
@@ -94,7 +105,7 @@ class Progress:
 
     @contextmanager
     def step(self, name: str, doing: str) -> Iterator[Callable[[str], None]]:
-        self.out.write(f"  {name:<9} {doing} …\n")
+        self.out.write(f"  {name:<10} {doing} …\n")
         self.out.flush()
         said: list[str] = []
         t0 = time.monotonic()
@@ -106,12 +117,13 @@ class Progress:
                            f"{_one_line(exc)}\n")
             self.out.flush()
             if isinstance(exc, LabError):
+                exc.step = exc.step or name
                 raise
             if isinstance(exc, KeyboardInterrupt):
                 raise LabError("interrupted", name) from None
             raise LabError(f"step {name!r} failed: {_one_line(exc)}", name) from exc
         self.times[name] = time.monotonic() - t0
-        self.out.write(f"  ✓ {name:<9} {said[-1] if said else doing}  "
+        self.out.write(f"  ✓ {name:<10} {said[-1] if said else doing}  "
                        f"({self.times[name]:.2f} s)\n")
         self.out.flush()
 
@@ -136,8 +148,14 @@ class Lab:
     # ----- up ------------------------------------------------------------------
     @classmethod
     def up(cls, directory: str | Path, plan: Plan, out: TextIO | None = None) -> Lab:
+        if os.geteuid() != 0:  # before anything exists: nothing half-made to remove
+            raise LabError("pybgp lab up needs root (it makes network namespaces, veths and "
+                           "a bridge): run it as root", "check")
         paths = Paths(Path(directory).absolute())
-        paths.check(plan)
+        try:
+            paths.check(plan)
+        except PlanError as exc:
+            raise LabError(str(exc), "dir") from None
         if paths.journal.exists():
             raise LabError(f"a lab already lives in {paths.root} "
                            f"(pybgp lab down --dir {paths.root} removes it)", "dir")
@@ -145,14 +163,19 @@ class Lab:
         if not created and any(paths.root.iterdir()):
             raise LabError(f"{paths.root} is not empty: a lab needs a directory of its own",
                            "dir")
-        paths.root.mkdir(parents=True, exist_ok=True)
         journal = Journal(paths.journal)
-        journal.update("lab", {"plan": plan.to_dict(), "state": "building",
-                               "created_dir": created, "started": time.time(), "peer": None})
+        try:
+            paths.root.mkdir(parents=True, exist_ok=True)
+            journal.update("lab", {
+                "plan": plan.to_dict(), "state": "building", "created_dir": created,
+                "started": time.time(), "peer": None,
+                "builder": ProcessRecord.of(os.getpid(), "pybgp lab up").to_dict()})
+        except OSError as exc:
+            raise LabError(f"cannot make the lab's directory {paths.root}: "
+                           f"{exc.strerror or exc}", "dir") from None
         progress = Progress(out)
         w = progress.out.write
-        w(f"pybgp lab up: {len(plan.nodes)} nodes × {len(plan.nodes[0].pods)} pods"
-          f"{', peer ' + plan.peer if plan.peer else ''}, full mesh in {paths.root}\n")
+        w(f"pybgp lab up: {plan.describe()} in {paths.root}\n")
         t0 = time.monotonic()
         lab: Lab | None = None
         try:
@@ -192,6 +215,19 @@ class Lab:
                  f"{plan.nodes[-1].addr}), IPPool {plan.pool}, AS {plan.as_number}, "
                  f"mesh {'on' if plan.mesh else 'off'}")
         lab = cls(paths, journal, plan, topo, etcd, cluster)
+        if plan.reflectors:
+            k = len(plan.reflectors)
+            with progress.step("reflectors", f"pybgp reflector × {k}") as said:
+                for r in plan.reflectors:  # each with its global BGPPeer, named after it
+                    cluster.start_reflector(r.name, r.ip, cluster_id=REFLECTOR_CLUSTER_ID,
+                                            as_number=plan.as_number,
+                                            clients=reflector_clients(), wait=None,
+                                            **REFLECTOR_OPTIONS)
+                for r in plan.reflectors:
+                    cluster.wait_ready(r.name, READY_TIMEOUT, daemon="reflector")
+                said(f"{k} ready at {', '.join(r.addr for r in plan.reflectors)} (cluster id "
+                     f"{REFLECTOR_CLUSTER_ID}, clients: Nodes {REFLECTOR_CLIENTS}), "
+                     "a BGPPeer for each")
         if plan.peer:
             with progress.step("peer", f"external {plan.peer} router") as said:
                 router = topo.add_external_router(PEER_NAME, f"{PEER_ADDRESS}/24")
@@ -201,8 +237,6 @@ class Lab:
                 cluster.store.apply([resource("BGPPeer", PEER_NAME, peer_spec())])
                 said(f"{plan.peer} at {PEER_ADDRESS} (AS {peer_spec()['asNumber']}), "
                      "BGPPeer for every node")
-        # The reflectors join here, a step of their own after "nodes" (plan.mesh
-        # False, BGPPeers to them), when `pybgp reflector` lands.
         with progress.step("speakers", f"pybgp speaker in {len(plan.nodes)} nodes") as said:
             for n in plan.nodes:
                 cluster.start_speaker(n.name, notify=True)
@@ -229,22 +263,25 @@ class Lab:
             said(f"{len(pods)}/{len(pods)} endpoints up (status written by the agents)")
         with progress.step("sessions", "BGP sessions") as said:
             want = sum(plan.expected_sessions(n) for n in plan.node_names)
+            rr_want = plan.reflector_expected_sessions()
 
-            def established() -> bool:
+            def established() -> bool:  # both ends: the nodes', and each reflector's
                 st = lab.node_statuses()
-                return all(s.established >= plan.expected_sessions(s.name) for s in st)
+                return (all(s.established >= plan.expected_sessions(s.name) for s in st)
+                        and all(r.established >= rr_want for r in lab.reflector_statuses()))
 
             try:
-                wait_until(established, CONVERGE_TIMEOUT, "sessions")
+                lab.wait(established, CONVERGE_TIMEOUT, "sessions")
             except TimeoutError:
                 raise LabError(lab._not_established(), "sessions") from None
-            said(f"{want}/{want} sessions established")
+            said(f"{want}/{want} sessions established"
+                 + (f" (each reflector's {rr_want}/{rr_want} too)" if plan.reflectors else ""))
         with progress.step("routes", "every node learns every other block") as said:
             def converged() -> bool:
                 return not missing_routes(lab.node_statuses())
 
             try:
-                wait_until(converged, CONVERGE_TIMEOUT, "routes")
+                lab.wait(converged, CONVERGE_TIMEOUT, "routes")
             except TimeoutError:
                 raise LabError(f"routes missing: {missing_routes(lab.node_statuses())}",
                                "routes") from None
@@ -254,7 +291,7 @@ class Lab:
 
     def _not_established(self) -> str:
         bad = []
-        for s in self.node_statuses():
+        for s in [*self.node_statuses(), *self.reflector_statuses()]:
             for name, state in sorted(s.sessions.items()):
                 if state != "Established":
                     bad.append(f"{s.name} {name}: {state}")
@@ -300,7 +337,23 @@ class Lab:
                 st = node_status(name, cn.node.addr, json_query(cn.json_socket, "protocols"),
                                  json_query(cn.json_socket, "routes"))
             except PybgpError as exc:
-                st = NodeStatus(name, cn.node.addr, error=str(exc))
+                dead = [d for d in self.cluster.exited([name]) if d.startswith("speaker")]
+                st = NodeStatus(name, cn.node.addr, error=dead[0] if dead else str(exc))
+            out.append(st)
+        return out
+
+    def reflector_statuses(self) -> list[ReflectorStatus]:
+        """Every reflector as its JSON socket reports it (as ``pybgp show`` asks)."""
+        from pybgp.cli.show import json_query
+
+        out = []
+        for name, rr in self.cluster.reflectors.items():
+            try:
+                st = reflector_status(name, rr.address, json_query(rr.json_socket, "protocols"),
+                                      json_query(rr.json_socket, "routes"))
+            except PybgpError as exc:  # gone (and why), or alive but not answering
+                dead = self.cluster.exited([name])
+                st = ReflectorStatus(name, rr.address, error=dead[0] if dead else str(exc))
             out.append(st)
         return out
 
@@ -317,15 +370,29 @@ class Lab:
                 return got
             time.sleep(0.1)
 
+    def wait(self, pred: Callable[[], Any], timeout: float, what: str,
+             hosts: Collection[str] | None = None) -> Any:
+        """``wait_until`` that stops at once, naming it, when a daemon of the lab
+        (of ``hosts`` only, if given) exits meanwhile (its log's last lines say why)."""
+        def check() -> Any:
+            dead = self.cluster.exited(hosts)
+            if dead:
+                raise LabError("; ".join(dead))
+            return pred()
+
+        return wait_until(check, timeout, what)
+
     def wait_programmed(self, pods: list[Pod], timeout: float) -> None:
         """Until each pod's agent has written its endpoint status ``up`` (its
-        chains, route and neighbour are in place); TimeoutError names the rest."""
+        chains, route and neighbour are in place); TimeoutError names the rest,
+        LabError a daemon of the pods' nodes that exited meanwhile."""
         def missing() -> dict[str, str]:
             states = agents.pod_states(self.cluster.kv, pods)
             return {n: s for n, s in states.items() if s != "up"}
 
         try:
-            wait_until(lambda: not missing(), timeout, "endpoints")
+            self.wait(lambda: not missing(), timeout, "endpoints",
+                      hosts={p.node.name for p in pods})
         except TimeoutError:
             left = missing()
             raise TimeoutError(f"not programmed by their agents after {timeout:.0f} s: "
@@ -363,6 +430,11 @@ class Lab:
                          f" agent {a.state if a else '?'}")
             for p in pods:
                 lines.append(f"    {p.name:<10} {p.addr:<14} {p.host_iface}")
+        want = self.plan.reflector_expected_sessions()
+        for r in self.reflector_statuses():
+            sessions = "?" if r.error else f"{r.established}/{want}"
+            lines.append(f"  {r.name:<8} {r.address:<13} sessions {sessions:<6} reflector, "
+                         f"cluster id {REFLECTOR_CLUSTER_ID}, {r.prefixes} prefixes")
         if self.peer_info:
             lines.append(f"  {PEER_NAME:<8} {PEER_ADDRESS:<13} {self.peer_info['kind']} "
                          f"(log {self.peer_info['log']})")
@@ -370,6 +442,8 @@ class Lab:
         lines += ["", "next:",
                   f"  pybgp lab status{d}",
                   f"  pybgp lab exec{d} {self.plan.node_names[0]} -- pybgp show routes",
+                  *([f"  pybgp lab exec{d} {self.plan.reflector_names[0]} -- pybgp show "
+                     "protocols"] if self.plan.reflectors else []),
                   f"  pybgp lab exec{d} {self.plan.node_names[0]} -- pybgp apply -f "
                   "POLICY.yaml   (pods are labelled pod=NAME, node=NODE)",
                   f"  pybgp lab pod add{d} {self.plan.node_names[0]} NAME",
@@ -378,27 +452,39 @@ class Lab:
 
     # ----- exec and pods -------------------------------------------------------
     def exec_target(self, name: str) -> tuple[str, str]:
-        """(namespace, node) of a node, a pod, or the peer."""
+        """(namespace, whose environment) of a node, a pod (its node's), a
+        reflector, or the peer (none)."""
         if name in self.cluster.nodes:
             return self.cluster.nodes[name].node.ns, name
         if name in self.cluster.pods:
             pod = self.cluster.pods[name]
             return pod.ns, pod.node.name
+        if name in self.cluster.reflectors:
+            return self.cluster.reflectors[name].node.ns, name
         if name == PEER_NAME and self.peer_info:
             return self.peer_info["ns"], ""
-        raise LabError(f"no node, pod or peer {name!r} in this lab "
-                       f"(nodes: {', '.join(self.cluster.nodes)})")
+        rrs = f", reflectors: {', '.join(self.cluster.reflectors)}" \
+            if self.cluster.reflectors else ""
+        raise LabError(f"no node, pod, reflector or peer {name!r} in this lab "
+                       f"(nodes: {', '.join(self.cluster.nodes)}{rrs})")
 
-    def exec_env(self, node: str) -> dict[str, str]:
-        """The environment ``pybgp`` commands need inside ``node``'s namespace."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+    def exec_env(self, name: str) -> dict[str, str]:
+        """The environment ``pybgp`` commands need inside the namespace of node
+        or reflector ``name``: the lab's etcd, and the daemon's sockets where
+        ``pybgp show``/``status`` and ``birdcl -s $PYBGP_BIRD_SOCKET`` look."""
+        # nothing of the caller's own node (or another lab) leaks in: only this lab's
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("ETCD_") and k not in NODE_ENV}
         env.update(ETCD_ENDPOINTS=self.etcd.unix_endpoint, PYBGP_LAB_DIR=str(self.paths.root))
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        if node:
-            cn = self.cluster.nodes[node]
-            env.update(NODENAME=node, PYBGP_BIRD_SOCKET=cn.bird_socket,
+        if name in self.cluster.nodes:
+            cn = self.cluster.nodes[name]
+            env.update(NODENAME=name, PYBGP_BIRD_SOCKET=cn.bird_socket,
                        PYBGP_SPEAKER_SOCKET=cn.json_socket)
+        elif name in self.cluster.reflectors:
+            rr = self.cluster.reflectors[name]
+            env.update(PYBGP_BIRD_SOCKET=rr.bird_socket, PYBGP_SPEAKER_SOCKET=rr.json_socket)
         return env
 
     def add_pod(self, node: str, name: str) -> Pod:
@@ -435,8 +521,18 @@ class Lab:
             return []
         journal = _load(paths)
         lab_doc = journal.get("lab") or {}
-        plan = Plan.from_dict(lab_doc["plan"]) if "plan" in lab_doc else None
         done: list[str] = []
+        builder = lab_doc.get("builder")
+        if builder and lab_doc.get("state") == "building":
+            # an `up` still at work would go on making things as they go: stop it
+            # first (its journal names all it made), by its recorded identity
+            rec = ProcessRecord.from_dict(builder)
+            if rec.pid != os.getpid() and rec.alive():
+                rec.stop(3.0, group=False)
+                done.append(f"the 'pybgp lab up' still building it (pid {rec.pid})")
+                journal = _load(paths)
+                lab_doc = journal.get("lab") or {}
+        plan = Plan.from_dict(lab_doc["plan"]) if "plan" in lab_doc else None
         errors: list[str] = []
         snap = journal.get("topology")
         if snap:

@@ -1,8 +1,8 @@
 """How the lab shows itself: node table, connectivity matrix, cluster summary (pure).
 
-Owns: turning what was measured (the speakers' JSON answers, the agents'
-health and metrics, ping results) into text tables and plain data for
-``-o json``. Reads nothing and runs nothing itself.
+Owns: turning what was measured (the speakers' and the reflectors' JSON
+answers, the agents' health and metrics, ping results) into text tables and
+plain data for ``-o json``. Reads nothing and runs nothing itself.
 
 Must never: decide a cell it was not given a measurement for (an unmeasured
 pair is shown as ``?``, never as ✓).
@@ -18,32 +18,46 @@ OK, FAIL, UNKNOWN = "✓", "✗", "?"
 
 
 @dataclass
-class NodeStatus:
-    """One node as its speaker reports it (``error`` set when it did not answer)."""
+class Sessions:
+    """What a BGP speaker (a node's, a reflector) reports of its sessions."""
 
     name: str
     address: str
     sessions: dict[str, str] = field(default_factory=dict)  # protocol name → BGP state
     peers: dict[str, str] = field(default_factory=dict)  # protocol name → neighbor address
-    blocks: list[str] = field(default_factory=list)  # blackholed: this node's blocks
-    learned: list[str] = field(default_factory=list)  # best BGP routes
-    local: list[str] = field(default_factory=list)  # /32 dev cali…
-    error: str = ""
+    error: str = ""  # set when it did not answer
 
     @property
     def established(self) -> int:
         return sum(1 for s in self.sessions.values() if s == "Established")
+
+    def read_protocols(self, protocols: Sequence[Mapping[str, Any]]
+                       ) -> list[Mapping[str, Any]]:
+        """Take the BGP sessions of a ``protocols`` JSON answer; returns those."""
+        out = []
+        for p in protocols:
+            bgp = p.get("bgp")
+            if p.get("proto") == "BGP" and bgp:
+                self.sessions[p["name"]] = str(bgp.get("state", "?"))
+                self.peers[p["name"]] = str(bgp.get("neighbor_address", ""))
+                out.append(p)
+        return out
+
+
+@dataclass
+class NodeStatus(Sessions):
+    """One node as its speaker reports it."""
+
+    blocks: list[str] = field(default_factory=list)  # blackholed: this node's blocks
+    learned: list[str] = field(default_factory=list)  # best BGP routes
+    local: list[str] = field(default_factory=list)  # /32 dev cali…
 
 
 def node_status(name: str, address: str, protocols: Sequence[Mapping[str, Any]],
                 routes: Sequence[Mapping[str, Any]]) -> NodeStatus:
     """A NodeStatus from the speaker's ``protocols`` and ``routes`` JSON."""
     st = NodeStatus(name, address)
-    for p in protocols:
-        bgp = p.get("bgp")
-        if p.get("proto") == "BGP" and bgp:
-            st.sessions[p["name"]] = str(bgp.get("state", "?"))
-            st.peers[p["name"]] = str(bgp.get("neighbor_address", ""))
+    st.read_protocols(protocols)
     for r in routes:
         if r.get("dest") == "blackhole":
             st.blocks.append(r["prefix"])
@@ -51,6 +65,37 @@ def node_status(name: str, address: str, protocols: Sequence[Mapping[str, Any]],
             st.local.append(r["prefix"])
         elif r.get("source") == "BGP" and r.get("primary"):
             st.learned.append(r["prefix"])
+    return st
+
+
+@dataclass
+class ReflectorStatus(Sessions):
+    """One route reflector as its JSON socket reports it."""
+
+    prefixes: int = 0  # distinct prefixes in its RIB
+    paths: int = 0  # paths held (every client's copy of a prefix)
+    reflected: int = 0  # best paths it sends, summed over its Established sessions
+
+    @property
+    def states(self) -> dict[str, str]:
+        """Neighbor address → BGP state, as the reflector sees each session."""
+        return {self.peers.get(k, k): v for k, v in self.sessions.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "address": self.address, "sessions": self.states,
+                "established": self.established, "prefixes": self.prefixes,
+                "paths": self.paths, "reflected": self.reflected, "error": self.error}
+
+
+def reflector_status(name: str, address: str, protocols: Sequence[Mapping[str, Any]],
+                     routes: Sequence[Mapping[str, Any]]) -> ReflectorStatus:
+    """A ReflectorStatus from the reflector's ``protocols`` and ``routes`` JSON."""
+    st = ReflectorStatus(name, address)
+    for p in st.read_protocols(protocols):
+        if p["bgp"].get("state") == "Established":
+            st.reflected += int((p.get("stats") or {}).get("exported", 0))
+    st.paths = len(routes)
+    st.prefixes = len({r.get("prefix") for r in routes})
     return st
 
 
@@ -154,6 +199,38 @@ def nodes_table(nodes: Sequence[NodeStatus], expected: Mapping[str, int],
     heads = ["AGENT", "ENDPOINTS", "POLICIES"] if agents is not None else []
     return table(["NODE", "ADDRESS", "SESSIONS", "BLOCKS", "PODS", "LEARNED", *heads,
                   "NOT UP"], rows)
+
+
+def reflectors_table(reflectors: Sequence[ReflectorStatus], expected: int) -> str:
+    """A row per reflector, its own view: sessions established / clients
+    expected, what its RIB holds and what it reflects."""
+    rows = []
+    for r in reflectors:
+        if r.error:
+            rows.append([r.name, r.address, "-", "-", "-", "-", r.error])
+            continue
+        bad = [f"{k}: {v}" for k, v in sorted(r.sessions.items()) if v != "Established"]
+        rows.append([r.name, r.address, f"{r.established}/{expected}", str(r.prefixes),
+                     str(r.paths), str(r.reflected), "; ".join(bad)])
+    return table(["REFLECTOR", "ADDRESS", "SESSIONS", "PREFIXES", "PATHS", "REFLECTED",
+                  "NOT UP"], rows)
+
+
+def reflector_sessions_table(nodes: Sequence[NodeStatus],
+                             reflectors: Sequence[ReflectorStatus]) -> str:
+    """Each node's session to each reflector, as the node's speaker reports it:
+    ✓ Established, else ✗ and its state (``-`` none configured, ``?`` the
+    speaker did not answer)."""
+    rows = []
+    for n in nodes:
+        by_addr = {n.peers.get(k, ""): v for k, v in n.sessions.items()}
+        cells = []
+        for r in reflectors:
+            state = by_addr.get(r.address)
+            cells.append(UNKNOWN if n.error else "-" if state is None
+                         else OK if state == "Established" else f"{FAIL} {state}")
+        rows.append([n.name, *cells])
+    return table(["NODE \\ REFLECTOR", *(r.name for r in reflectors)], rows)
 
 
 @dataclass

@@ -15,6 +15,11 @@ With a ``nodeSelector`` in the configuration it follows Calico Node
 resources in etcd (``LoopSyncer``) and keeps one peer per selected node.
 It answers BIRD's control socket and pybgp's JSON socket (``view``).
 
+Readiness (systemd's ``Type=notify``, ``pybgp.notify``): ``READY=1`` once,
+when it listens, its control sockets answer and it knows its peers — the
+configured ones, and with a ``nodeSelector`` the Nodes selected from a
+whole read of the datastore; ``STOPPING=1`` when it begins to stop.
+
 Must never: block the loop, or decide anything about routes.
 """
 
@@ -32,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pybgp import notify
 from pybgp.reflector import md5
 from pybgp.reflector import peer as pr
 from pybgp.reflector import session as s
@@ -95,6 +101,8 @@ class ReflectorDaemon:
         self.nodes: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {}
         self.datastore_state = "not used" if not cfg.uses_datastore else "connecting"
         self.unsynced = cfg.uses_datastore
+        self.serving = False  # control sockets answer
+        self.notified_ready = False
         self.rejected = 0  # connections from addresses that are no peer of ours
         self.wall_offset = time.time() - now
         self.local_settings = {True: self._local(restarting=True),
@@ -127,11 +135,14 @@ class ReflectorDaemon:
         log.info("reflector %s (cluster %s, AS %d) listening on %s:%d", self.cfg.router_id,
                  self.cfg.cluster_id, self.cfg.asn, self.cfg.listen_address,
                  self.cfg.listen_port)
+        self.serving = True
+        self._ready_if_due()
         try:
             await self.stopping.wait()
             if self._failure is not None:
                 raise self._failure
         finally:
+            notify.stopping()
             ticker.cancel()
             if syncer is not None:
                 await syncer.stop()
@@ -140,6 +151,16 @@ class ReflectorDaemon:
             for server, path in zip(servers, self._ctl_paths, strict=True):
                 await ctl_stop(server, path)
             self._shutdown()
+
+    def _ready_if_due(self) -> None:
+        """Tell systemd (``$NOTIFY_SOCKET``) once: listening, answering on the
+        control sockets, and its peers known (with a ``nodeSelector``: from a
+        whole read of the Nodes). Never again after a re-list."""
+        if self.serving and not self.unsynced and not self.notified_ready:
+            self.notified_ready = True
+            cfg = self.cfg
+            notify.ready(f"listening on {cfg.listen_address}:{cfg.listen_port}, "
+                         f"{len(self.peers)} peers configured")
 
     def _guard(self, fn: Callable[..., None], *args: Any) -> None:
         """Run a loop callback; a bug stops the daemon (and says why)."""
@@ -463,6 +484,8 @@ class ReflectorDaemon:
                     self.datastore_state = f"{ev.state}: {ev.reason}"
             if changed and not self.unsynced:
                 self._guard(self._reselect)
+                if self._failure is None:
+                    self._ready_if_due()
 
         def ended(task: asyncio.Task[None]) -> None:
             if not task.cancelled() and task.exception() is not None:

@@ -13,16 +13,19 @@ install-cni``, the operator's command, from the one template) through
 the CNI_* environment, inside the node's namespace; ``del_pod`` is the
 runtime's DEL.
 
-The node daemons, ``pybgp speaker`` and ``pybgp agent``, start the same
-way (``start_speaker`` / ``start_agent``): inside the node's namespace, log
-in the node's directory (``speaker.log``, ``agent.log``), and, with
-``notify=True``, a ``$NOTIFY_SOCKET`` of their own as under systemd's
-``Type=notify``, so ``wait_ready(node, daemon)`` waits for the daemon's own
-``READY=1``.
+The daemons, ``pybgp speaker`` and ``pybgp agent`` in every node and
+``pybgp reflector`` in a namespace of its own, start one way
+(``start_speaker`` / ``start_agent`` / ``start_reflector``, all through
+``_start``): inside their namespace, log in its directory (``speaker.log``,
+``agent.log``, ``reflector.log``), recorded by PID and start time, and, with
+``notify`` (always for a reflector), a ``$NOTIFY_SOCKET`` of their own as
+under systemd's ``Type=notify``, so ``wait_ready(name, daemon)`` waits for
+the daemon's own ``READY=1``.
 
 Used by the system tests and by ``pybgp lab``. Every wait here is bounded.
-With a ``Journal`` the cluster's part (nodes, pods, each node's daemons by
-PID and start time) is written under "cluster" after every change, and
+With a ``Journal`` the cluster's part (nodes, pods, reflectors, every
+daemon by PID and start time) is written under "cluster" after every change
+(a namespace is in the topology's part before it exists), and
 ``Cluster.restore`` attaches to it from another process.
 """
 
@@ -37,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,18 +88,46 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str, step: float =
         time.sleep(step)
 
 
+def last_words(log: Path, lines: int = 3) -> str:
+    """The last lines of a daemon's log, for an error saying why it exited."""
+    try:
+        tail = [x for x in log.read_text(errors="replace").splitlines() if x.strip()][-lines:]
+    except OSError:
+        return ""
+    text = " | ".join(x.strip() for x in tail)
+    return f": {text[-500:]}" if text else ""
+
+
 DAEMONS = ("speaker", "agent")  # what runs in every node, each with its log and notify socket
+REFLECTOR = "reflector"  # what runs in a reflector's namespace
 
 
 @dataclass
-class ClusterReflector:
-    """A ``pybgp reflector`` in its own namespace on the fabric."""
+class Host:
+    """A namespace of the cluster on the fabric and the pybgp daemons started in it."""
 
     name: str
     node: Node
     dir: Path
-    config: dict[str, Any]
-    proc: subprocess.Popen[bytes] | None = None
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # started here
+    records: dict[str, ProcessRecord] = field(default_factory=dict)  # by identity, journaled
+
+    def log_path(self, daemon: str) -> Path:
+        return self.dir / f"{daemon}.log"
+
+    def notify_socket(self, daemon: str) -> str:
+        return str(self.dir / f"{daemon}.notify")
+
+
+@dataclass
+class ClusterReflector(Host):
+    """A ``pybgp reflector`` in its own namespace on the fabric."""
+
+    config: dict[str, Any] = field(default_factory=dict)  # its YAML file, as written
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.procs.get(REFLECTOR)
 
     @property
     def address(self) -> str:
@@ -116,13 +147,7 @@ class ClusterReflector:
 
 
 @dataclass
-class ClusterNode:
-    name: str
-    node: Node
-    dir: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)  # started here
-    records: dict[str, ProcessRecord] = field(default_factory=dict)  # by identity, journaled
-
+class ClusterNode(Host):
     @property
     def speaker(self) -> subprocess.Popen[bytes] | None:
         return self.procs.get("speaker")
@@ -130,12 +155,6 @@ class ClusterNode:
     @property
     def agent(self) -> subprocess.Popen[bytes] | None:
         return self.procs.get("agent")
-
-    def log_path(self, daemon: str) -> Path:
-        return self.dir / f"{daemon}.log"
-
-    def notify_socket(self, daemon: str) -> str:
-        return str(self.dir / f"{daemon}.notify")
 
     @property
     def conf_dir(self) -> Path:
@@ -183,6 +202,10 @@ class Cluster:
                              for d in DAEMONS}}
                       for n, cn in self.nodes.items()},
             "pods": {n: p.to_dict() for n, p in self.pods.items()},
+            "reflectors": {n: {"dir": str(rr.dir), "config": rr.config,
+                               REFLECTOR: rr.records[REFLECTOR].to_dict()
+                               if REFLECTOR in rr.records else None}
+                           for n, rr in self.reflectors.items()},
         }
 
     @classmethod
@@ -196,6 +219,11 @@ class Cluster:
                 daemon: ProcessRecord.from_dict(d[daemon]) for daemon in DAEMONS
                 if d.get(daemon)})
         c.pods = {n: Pod.from_dict(p, topology.nodes) for n, p in snap.get("pods", {}).items()}
+        for name, d in snap.get("reflectors", {}).items():
+            c.reflectors[name] = ClusterReflector(
+                name, topology.nodes[name], Path(d["dir"]), config=dict(d.get("config") or {}),
+                records={REFLECTOR: ProcessRecord.from_dict(d[REFLECTOR])}
+                if d.get(REFLECTOR) else {})
         return c
 
     def _save(self) -> None:
@@ -223,7 +251,8 @@ class Cluster:
         """``pybgp speaker`` in the node's namespace (its sockets and state in the
         node's directory). With ``notify``: see ``wait_ready``."""
         cn = self.nodes[name]
-        return self._start(name, "speaker", [
+        return self._start(self.nodes[name], "speaker", [
+            "--node", name, "--etcd-endpoints", self.etcd.unix_endpoint,
             "--bird-socket", cn.bird_socket, "--json-socket", cn.json_socket,
             "--state-dir", str(cn.dir / "state"), "--secrets-dir", str(self.secrets_dir),
             "--startup-hold", str(startup_hold)], notify)
@@ -234,54 +263,56 @@ class Cluster:
         """``pybgp agent`` inside the node's namespace (health on its own
         127.0.0.1:9099 and metrics on :9091 unless given). With ``notify``:
         see ``wait_ready``."""
-        argv = ["--log-level", log_level]
+        argv = ["--node", name, "--etcd-endpoints", self.etcd.unix_endpoint,
+                "--log-level", log_level]
         if health_port is not None:
             argv += ["--health-port", str(health_port)]
         if metrics_port is not None:
             argv += ["--metrics-port", str(metrics_port)]
-        return self._start(name, "agent", argv, notify)
+        return self._start(self.nodes[name], "agent", argv, notify)
 
-    def _start(self, name: str, daemon: str, argv: list[str],
+    def _start(self, host: Host, daemon: str, argv: list[str],
                notify: bool) -> subprocess.Popen[bytes]:
-        """``pybgp DAEMON --node NAME`` on the cluster's etcd, in the node's
-        namespace, its output appended to ``DAEMON.log``; recorded by identity.
-        With ``notify`` it gets a ``$NOTIFY_SOCKET`` of its own, as under
-        systemd's ``Type=notify``."""
-        cn = self.nodes[name]
+        """``pybgp DAEMON ARGV…`` in the host's namespace, its output appended to
+        ``DAEMON.log`` in the host's directory; recorded by identity (in the
+        topology's records and, journaled, in the host's). With ``notify`` it
+        gets a ``$NOTIFY_SOCKET`` of its own, as under systemd's ``Type=notify``."""
         env = None
         if notify:
-            env = dict(os.environ, NOTIFY_SOCKET=self._listen_notify(cn, daemon))
-        log = open(cn.log_path(daemon), "ab")  # noqa: SIM115 - the child owns it
+            env = dict(os.environ, NOTIFY_SOCKET=self._listen_notify(host, daemon))
+        log = open(host.log_path(daemon), "ab")  # noqa: SIM115 - the child owns it
         try:
-            proc = self.topo.popen(
-                cn.node, sys.executable, "-m", "pybgp.cli.main", daemon, "--node", name,
-                "--etcd-endpoints", self.etcd.unix_endpoint, *argv,
-                stdout=log, stderr=subprocess.STDOUT, env=env)
+            proc = self.topo.popen(host.node, sys.executable, "-m", "pybgp.cli.main", daemon,
+                                   *argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         finally:
             log.close()
-        cn.procs[daemon] = proc
+        host.procs[daemon] = proc
         rec = next((r for r in reversed(self.topo.records) if r.pid == proc.pid), None)
         if rec is not None:
-            cn.records[daemon] = rec
+            host.records[daemon] = rec
         self._save()
         return proc
 
-    def _listen_notify(self, cn: ClusterNode, daemon: str) -> str:
-        old = self._notify.pop((cn.name, daemon), None)
+    def _listen_notify(self, host: Host, daemon: str) -> str:
+        old = self._notify.pop((host.name, daemon), None)
         if old is not None:
             old.close()
-        path = cn.notify_socket(daemon)
+        path = host.notify_socket(daemon)
         Path(path).unlink(missing_ok=True)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         s.bind(path)
-        self._notify[(cn.name, daemon)] = s
+        self._notify[(host.name, daemon)] = s
         return path
+
+    def _host(self, name: str, daemon: str) -> Host:
+        return self.reflectors[name] if daemon == REFLECTOR else self.nodes[name]
 
     def wait_ready(self, name: str, timeout: float = 30.0, daemon: str = "speaker") -> str:
         """Wait for the daemon's ``READY=1`` (the speaker: in sync and serving; the
-        agent: in sync and the dataplane programmed); returns its STATUS text.
-        Raises if it exits or stays silent for ``timeout``."""
-        cn, s = self.nodes[name], self._notify[(name, daemon)]
+        agent: in sync and the dataplane programmed; a reflector, ``name`` being
+        the reflector's: listening, serving and its peers known); returns its
+        STATUS text. Raises if it exits or stays silent for ``timeout``."""
+        cn, s = self._host(name, daemon), self._notify[(name, daemon)]
         proc = cn.procs.get(daemon)
         end = time.monotonic() + timeout
         try:
@@ -291,7 +322,8 @@ class Cluster:
                     raise TimeoutError(f"{daemon} on {name} not ready after {timeout:g}s "
                                        f"(log: {cn.log_path(daemon)})")
                 if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(f"{daemon} on {name} exited with {proc.returncode} "
+                    raise RuntimeError(f"{daemon} on {name} exited with {proc.returncode}"
+                                       f"{last_words(cn.log_path(daemon))} "
                                        f"(log: {cn.log_path(daemon)})")
                 s.settimeout(min(left, 0.25))
                 try:
@@ -306,6 +338,47 @@ class Cluster:
             self._notify.pop((name, daemon), None)
             Path(cn.notify_socket(daemon)).unlink(missing_ok=True)
 
+    def exited(self, hosts: Collection[str] | None = None) -> list[str]:
+        """The daemons started here (or recorded by the process that did) that
+        no longer run — in ``hosts`` (node and reflector names) or anywhere —
+        each with its log's last lines: what a wait for them to do something
+        should stop for at once."""
+        out = []
+        for host in [*self.nodes.values(), *self.reflectors.values()]:
+            if hosts is not None and host.name not in hosts:
+                continue
+            for daemon, rec in host.records.items():
+                proc = host.procs.get(daemon)
+                if proc is not None and proc.pid == rec.pid:
+                    if proc.poll() is None:
+                        continue
+                    how = f" with {proc.returncode}"
+                elif rec.alive():
+                    continue
+                else:
+                    how = ""
+                log = host.log_path(daemon)
+                out.append(f"{daemon} on {host.name} exited{how}{last_words(log)} (log: {log})")
+        return out
+
+    def terminate(self, name: str, daemon: str, timeout: float = 30.0) -> tuple[str, int]:
+        """Stop a daemon as ``systemctl stop`` does (SIGTERM) and return what it
+        then said on its ``$NOTIFY_SOCKET`` (``STOPPING=1``; "" if nothing) and
+        its exit status. It must have been started with ``notify``."""
+        host = self._host(name, daemon)
+        proc = host.procs[daemon]
+        path = host.notify_socket(daemon)  # where its $NOTIFY_SOCKET still points
+        Path(path).unlink(missing_ok=True)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.bind(path)
+            s.settimeout(timeout)
+            proc.terminate()
+            try:
+                said = s.recv(4096).decode(errors="replace")
+            except TimeoutError:
+                said = ""
+        return said, proc.wait(timeout)
+
     def kill_speaker(self, name: str) -> None:
         """SIGKILL, as a crash would: nothing gets to clean up."""
         self._kill(name, "speaker")
@@ -315,7 +388,7 @@ class Cluster:
         self._kill(name, "agent")
 
     def _kill(self, name: str, daemon: str) -> None:
-        proc = self.nodes[name].procs.get(daemon)
+        proc = self._host(name, daemon).procs.get(daemon)
         assert proc is not None, f"no {daemon} started on {name}"
         proc.kill()
         proc.wait(10)
@@ -356,15 +429,19 @@ class Cluster:
                         cluster_id: str | None = None, as_number: int = 64512,
                         clients: list[dict[str, Any]] | None = None,
                         peers: list[dict[str, Any]] | None = None, bgp_peer: bool = True,
+                        wait: float | None = 30.0,
                         **options: Any) -> subprocess.Popen[bytes]:
         """Start ``pybgp reflector`` ``name`` in a namespace of its own on the
         fabric (made on the first call, with ``ip``; later calls restart it with
         the same configuration unless given a new one).
 
         By default its clients are every Calico Node (``nodeSelector: all()``,
-        read from this cluster's etcd), and a global BGPPeer ``rr-<name>`` makes
-        every node peer with it. ``options`` are further fields of the YAML
-        file (``startupHold``, ``gracefulRestart``...). Returns the process.
+        read from this cluster's etcd), and a global BGPPeer named after it
+        makes every node peer with it. ``options`` are further fields of the
+        YAML file (``startupHold``, ``gracefulRestart``...). It starts as the
+        node daemons do (``_start``: log, record, ``$NOTIFY_SOCKET``); with
+        ``wait`` (seconds) this returns once it said ``READY=1``, else call
+        ``wait_ready(name, daemon="reflector")``. Returns the process.
         """
         rr = self.reflectors.get(name)
         if rr is None:
@@ -373,9 +450,10 @@ class Cluster:
             node = self.topo.add_node(name, ip, kind="router")
             d = self.workdir / name
             d.mkdir(parents=True, exist_ok=True)
-            rr = self.reflectors[name] = ClusterReflector(name, node, d, {})
+            rr = self.reflectors[name] = ClusterReflector(name, node, d)
+            self._save()
             if bgp_peer:
-                self.store.apply([resource("BGPPeer", f"rr-{name}",
+                self.store.apply([resource("BGPPeer", name,
                                            {"peerIP": node.addr, "asNumber": as_number})])
         if clients is not None or not rr.config:
             rr.config = {"routerId": rr.node.addr, "asNumber": as_number,
@@ -386,31 +464,19 @@ class Cluster:
             import yaml
 
             rr.config_file.write_text(yaml.safe_dump(rr.config))
-        log = open(rr.dir / "reflector.log", "ab")  # noqa: SIM115 - the child owns it
-        try:
-            proc = rr.proc = self.topo.popen(
-                rr.node, sys.executable, "-m", "pybgp.cli.main", "reflector",
-                "--config", str(rr.config_file), "--bird-socket", rr.bird_socket,
-                "--json-socket", rr.json_socket, "--etcd-endpoints", self.etcd.unix_endpoint,
-                stdout=log, stderr=subprocess.STDOUT)
-        finally:
-            log.close()
-        sock = Path(rr.bird_socket)
-        wait_until(lambda: sock.exists() or proc.poll() is not None, 30,
-                   f"reflector {name}'s control socket")
-        if proc.poll() is not None:
-            raise RuntimeError(f"reflector {name} exited {proc.returncode}: "
-                               + (rr.dir / "reflector.log").read_text()[-2000:])
+        proc = self._start(rr, REFLECTOR, [
+            "--config", str(rr.config_file), "--bird-socket", rr.bird_socket,
+            "--json-socket", rr.json_socket, "--etcd-endpoints", self.etcd.unix_endpoint],
+            notify=True)
+        if wait is not None:
+            self.wait_ready(name, wait, daemon=REFLECTOR)
         return proc
 
     def kill_reflector(self, name: str) -> None:
         """SIGKILL, as a crash (or a VM lost) would: its sessions just drop."""
-        rr = self.reflectors[name]
-        assert rr.proc is not None
-        rr.proc.kill()
-        rr.proc.wait(10)
+        self._kill(name, REFLECTOR)
         with contextlib.suppress(FileNotFoundError):
-            Path(rr.bird_socket).unlink()
+            Path(self.reflectors[name].bird_socket).unlink()
 
     def reflector_cl(self, name: str, *command: str) -> str:
         """``birdcl -s`` on reflector ``name``'s control socket."""

@@ -22,113 +22,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from lab_cli import PYBGP, LabCLI, assert_gone, lab_processes, recorded_processes
 
 from pybgp.testing.cluster import wait_until
 from pybgp.testing.names import cali_name
 from pybgp.testing.netns import list_namespaces
-from pybgp.testing.procs import PROC, ProcessRecord
+from pybgp.testing.procs import ProcessRecord
 
-PYBGP = str(Path(sys.executable).with_name("pybgp"))
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-class LabCLI:
-    """``pybgp lab … --dir D`` with a private TMPDIR (anything written there is a leak)."""
-
-    def __init__(self, directory: Path, tmpdir: Path, prefix: str) -> None:
-        self.dir = directory
-        self.tmpdir = tmpdir
-        self.prefix = prefix
-        tmpdir.mkdir(parents=True, exist_ok=True)
-        self.env = dict(os.environ, TMPDIR=str(tmpdir))
-
-    def argv(self, *args: str) -> list[str]:
-        verb = 2 if args[0] == "pod" else 1  # `pod add|del` takes --dir after add|del
-        return [PYBGP, "lab", *args[:verb], "--dir", str(self.dir), *args[verb:]]
-
-    def run(self, *args: str, check: bool = True, timeout: float = 180,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self.argv(*args), capture_output=True, text=True,
-                              timeout=timeout, env=env or self.env, stdin=subprocess.DEVNULL)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"pybgp lab {' '.join(args)} exited {proc.returncode}\n"
-                                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}\n"
-                                 f"{self.logs()}")
-        return proc
-
-    def up(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return self.run("up", "--ns-prefix", self.prefix, *args, **kw)
-
-    def status(self, *args: str) -> dict[str, Any]:
-        proc = self.run("status", "-o", "json", *args, check=False)
-        assert proc.returncode in (0, 1), proc.stderr
-        doc: dict[str, Any] = json.loads(proc.stdout)
-        return doc
-
-    def journal(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads((self.dir / "lab.json").read_text())
-        return doc
-
-    def logs(self) -> str:
-        out = []
-        for log in sorted(self.dir.glob("*/*.log")):
-            if log.parent.name == "etcd":
-                continue
-            out.append(f"--- {log}\n{log.read_text(errors='replace')[-2000:]}")
-        return "\n".join(out)
-
-
-def lab_processes(directory: Path) -> list[int]:
-    """Processes that name the lab dir on their command line or work in it."""
-    root = str(directory.resolve())
-    found = []
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        if root in cmdline or cwd == root or cwd.startswith(root + "/"):
-            found.append(int(entry.name))
-    return found
-
-
-def recorded_processes(journal: dict[str, Any]) -> list[ProcessRecord]:
-    recs = [ProcessRecord.from_dict(r) for r in journal.get("topology", {}).get("processes", [])]
-    etcd = (journal.get("etcd") or {}).get("process")
-    return recs + ([ProcessRecord.from_dict(etcd)] if etcd else [])
-
-
-def assert_gone(cli: LabCLI, journal: dict[str, Any], shm_before: set[str]) -> None:
-    marker = f"{journal['topology']['prefix']}-{journal['topology']['run_id']}-"
-    assert [n for n in list_namespaces() if n.startswith(marker)] == []
-    assert [r for r in recorded_processes(journal) if r.alive()] == []
-    assert lab_processes(cli.dir) == []
-    assert not cli.dir.exists(), sorted(cli.dir.rglob("*"))
-    assert list(cli.tmpdir.iterdir()) == []  # nothing through tempfile, anywhere
-    etcd_name = (journal.get("etcd") or {}).get("name", "no etcd")
-    for entry in set(os.listdir("/dev/shm")) - shm_before:  # other engineers' are not ours
-        for log in Path("/dev/shm", entry).glob("etcd.log"):
-            assert etcd_name not in log.read_text(errors="replace")
-
-
-@pytest.fixture(scope="module")
-def prefix(session_run_id: str) -> str:
-    return f"pbt{session_run_id}"
-
-
-@pytest.fixture(scope="module")
-def shm_before() -> set[str]:
-    return set(os.listdir("/dev/shm"))
 
 
 @pytest.fixture(scope="module")
@@ -193,12 +99,19 @@ def test_exec_shows_the_routes_of_the_seed_document(lab: LabCLI) -> None:
     # the node's environment: its own name and the lab's etcd
     env = lab.run("exec", "node-2", "--", "sh", "-c", "echo $NODENAME $ETCD_ENDPOINTS").stdout
     assert env.split()[0] == "node-2" and env.split()[1].startswith("unix://")
+    # in the router nothing of a node's is set, not even what the caller had
+    mine = dict(lab.env, NODENAME="elsewhere", PYBGP_BIRD_SOCKET="/run/calico/bird.ctl",
+                PYBGP_CONFIG="/etc/pybgp/pybgp.cfg")
+    env = lab.run("exec", "peer", "--", "sh", "-c", "echo ${NODENAME:-none} "
+                  "${PYBGP_BIRD_SOCKET:-none} ${PYBGP_CONFIG:-none} $ETCD_ENDPOINTS",
+                  env=mine).stdout.split()
+    assert env[:3] == ["none"] * 3 and env[3].startswith("unix://"), env
     nodes = lab.run("exec", "node-2", "--", "pybgp", "get", "nodes").stdout
     assert all(n in nodes for n in ("node-1", "node-2", "node-3"))
     # exit status and output of the command itself
     assert lab.run("exec", "node-1", "--", "false", check=False).returncode == 1
     bad = lab.run("exec", "node-9", "--", "true", check=False)
-    assert bad.returncode == 1 and "no node, pod or peer 'node-9'" in bad.stderr
+    assert bad.returncode == 1 and "no node, pod, reflector or peer 'node-9'" in bad.stderr
 
 
 def test_pod_add_and_del_through_the_cni_plugin(lab: LabCLI) -> None:
@@ -340,20 +253,9 @@ def test_zz_down_leaves_nothing(lab: LabCLI, shm_before: set[str]) -> None:
 # ----- failures: a killed up, a failing step -------------------------------------------------
 def test_down_after_a_killed_up(tmp_path: Path, prefix: str, shm_before: set[str]) -> None:
     cli = LabCLI(tmp_path / "k", tmp_path / "tmp-k", prefix)
-    proc = subprocess.Popen(cli.argv("up", "--ns-prefix", prefix, "--nodes", "2",
-                                     "--pods-per-node", "3"),
-                            env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL)
-    try:
-        # kill it in the middle of the pods step: speakers and etcd run, pods half made
-        end = time.monotonic() + 60
-        while time.monotonic() < end and proc.poll() is None:
-            try:
-                if cli.journal().get("cluster", {}).get("pods"):
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
+    proc = cli.start_up("--nodes", "2", "--pods-per-node", "3")
+    try:  # kill it in the middle of the pods step: speakers and etcd run, pods half made
+        cli.wait_journal(proc, lambda j: j.get("cluster", {}).get("pods"))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
@@ -386,6 +288,73 @@ def test_a_failing_step_is_named_and_down_removes_the_rest(tmp_path: Path, prefi
     assert again.returncode == 1 and "a lab already lives in" in again.stderr
     cli.run("down")
     assert_gone(cli, journal, shm_before)
+
+
+def test_a_daemon_that_dies_during_up_is_named_at_once(tmp_path: Path, prefix: str,
+                                                      shm_before: set[str]) -> None:
+    """A daemon that exits after its READY=1 stops the wait it would hold up
+    (endpoints, sessions or routes), which names it and quotes its log, rather
+    than a timeout 90 s later naming only what is missing."""
+    cli = LabCLI(tmp_path / "d", tmp_path / "tmp-d", prefix)
+    proc = cli.start_up("--nodes", "2", "--pods-per-node", "2", output=True)
+    try:  # the agents are ready once pods are being made: kill node-2's
+        agent = cli.wait_journal(proc, lambda j: j.get("cluster", {}).get("pods") and
+                                 j["cluster"]["nodes"]["node-2"]["agent"])
+        assert agent and ProcessRecord.from_dict(agent).signal(signal.SIGKILL, group=False)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 1, out + err
+    assert "agent on node-2 exited with -9" in err and "(log: " in err, err
+    failed = cli.journal()["lab"]["failed_step"]
+    assert failed in ("endpoints", "sessions", "routes") and f"✗ {failed} failed" in out, out
+    journal = cli.journal()
+    cli.run("down")
+    assert_gone(cli, journal, shm_before)
+
+
+def test_down_while_up_still_builds(tmp_path: Path, prefix: str,
+                                    shm_before: set[str]) -> None:
+    """`down` in another terminal while `up` is still at work: it stops that
+    `up` first (by its recorded PID and start time), or `up` would go on
+    making namespaces and processes after `down` had removed the rest."""
+    cli = LabCLI(tmp_path / "w", tmp_path / "tmp-w", prefix)
+    proc = cli.start_up("--nodes", "2", "--pods-per-node", "3")
+    try:
+        cli.wait_journal(proc, lambda j: j.get("cluster", {}).get("pods"))
+        assert proc.poll() is None, "up finished before down could race it"
+        journal = cli.journal()  # its run id names every namespace it makes, now or later
+        out = cli.run("down").stdout
+        assert proc.wait(10) != 0  # stopped, not finished
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert f"'pybgp lab up' still building it (pid {proc.pid})" in out, out
+    assert_gone(cli, journal, shm_before)
+
+
+def test_up_refuses_before_making_anything(tmp_path: Path) -> None:
+    target = tmp_path / "nonroot"
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           PYBGP, "lab", "up", "--dir", str(target)], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and "pybgp lab up needs root" in proc.stderr, proc
+    assert not target.exists()
+    # as root, a directory too long for its sockets, or one it cannot make, is
+    # one line naming it, not a traceback
+    deep = tmp_path / ("d" * 100)
+    proc = subprocess.run([PYBGP, "lab", "up", "--dir", str(deep)], capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and proc.stderr.startswith(f"error: --dir {deep}: the socket "
+                                                           "path "), proc.stderr
+    assert "longer than 107 bytes" in proc.stderr and not deep.exists()
+    proc = subprocess.run([PYBGP, "lab", "up", "--dir", "/proc/pybgp-lab"],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and proc.stderr.startswith(
+        "error: cannot make the lab's directory /proc/pybgp-lab: "), proc.stderr
 
 
 def test_the_readme_demo(tmp_path: Path, shm_before: set[str]) -> None:

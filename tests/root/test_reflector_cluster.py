@@ -5,7 +5,9 @@ share a cluster id (one picks its clients from etcd by label, the other by
 address range); a BIRD 2 and a GoBGP router are clients too. Real packets
 cross the nodes; one reflector is killed mid-ping (no packet may be lost,
 no route may flap), and a node's speaker is killed and restarted while the
-remaining reflector keeps its routes (graceful-restart helper).
+remaining reflector keeps its routes (graceful-restart helper). A mesh cluster
+moves behind a reflector (and back) the way docs/install.md says, mid-ping,
+without losing a packet or touching a kernel route.
 """
 
 from __future__ import annotations
@@ -220,3 +222,51 @@ def test_two_reflectors_carry_the_cluster(rr_cluster, topology, tmp_path):
     cluster.start_reflector("rr1")
     for name in NODES:
         cluster.wait_established(name, 2, timeout=60)
+
+
+def test_turning_the_mesh_off_behind_a_reflector_loses_nothing(etcd, topology, tmp_path):
+    """docs/install.md's way from the mesh to a reflector: the reflector and
+    its BGPPeer first, every node Established with it, then the mesh off —
+    mid-ping, no packet lost and no kernel route touched; and back again."""
+    c = Cluster(topology, etcd, workdir=str(tmp_path / "cluster"))
+    c.store.apply([resource("BGPConfiguration", "default", {"nodeToNodeMeshEnabled": True})])
+    for name, ip in NODES.items():
+        c.add_node(name, f"{ip}/24")
+    pods = {name: c.add_pod(name, f"pod-{name[-1]}") for name in NODES}
+    for name in NODES:
+        c.start_speaker(name)
+    for name in NODES:
+        c.wait_established(name, 2)  # the mesh
+    c.start_reflector("rr1", f"{RR1}/24", cluster_id=CID)  # and its global BGPPeer
+    for name in NODES:
+        c.wait_established(name, 3)  # mesh + Global_198_18_0_2
+    wait_until(lambda: "3 of 3 routes" in c.reflector_cl("rr1", "show", "route", "count"), 30,
+               "every block on the reflector")
+    src, dst = pods["node-a"], pods["node-c"]
+    c_block = block_of(dst.ip)
+    node_a = c.nodes["node-a"].node
+
+    def mesh_rows(name: str) -> list[str]:
+        return [line for line in c.birdcl(name, "show", "protocols").splitlines()
+                if line.startswith("Mesh_")]
+
+    with no_loss_no_flap(topology, node_a, src, dst, c_block, 50):
+        c.store.apply([resource("BGPConfiguration", "default",
+                                {"nodeToNodeMeshEnabled": False})])
+        for name in NODES:
+            wait_until(lambda name=name: not mesh_rows(name), 30, f"{name} leaving the mesh")
+    for name in NODES:
+        assert "Established" in row(c.birdcl(name, "show", "protocols"), "Global_198_18_0_2")
+        assert f"{c_block} via {NODES['node-c']} dev eth0 proto bird" in c.routes("node-a")
+    # and back: the mesh on first, then the reflector's BGPPeer goes
+    with no_loss_no_flap(topology, node_a, src, dst, c_block, 50):
+        c.store.apply([resource("BGPConfiguration", "default",
+                                {"nodeToNodeMeshEnabled": True})])
+        for name in NODES:
+            c.wait_established(name, 3)
+        c.store.delete("BGPPeer", "rr1")
+        for name in NODES:
+            wait_until(lambda name=name: not row(c.birdcl(name, "show", "protocols"),
+                                                 "Global_198_18_0_2"), 30,
+                       f"{name} without the reflector")
+    c.close()

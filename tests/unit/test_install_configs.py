@@ -1,7 +1,7 @@
-"""What ``configs/`` ships for real nodes: the node config files are read by
-pybgp's own loaders, the systemd units pass ``systemd-analyze verify`` with no
-warning, and the speaker's and the agent's units wait for READY=1 and have a
-command line their ``pybgp`` command accepts, which then finds etcd in
+"""What ``configs/`` ships for real nodes and reflector VMs: the config files
+are read by pybgp's own loaders, the systemd units pass ``systemd-analyze
+verify`` with no warning, and every unit waits for READY=1 and has a command
+line its ``pybgp`` command accepts, which then finds etcd in
 ``/etc/pybgp/pybgp.cfg``."""
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def test_there_is_a_unit_per_daemon() -> None:
 @pytest.mark.parametrize("path", UNITS, ids=lambda p: p.name)
 def test_units_restart_on_failure_and_flush_nothing_on_stop(path: Path) -> None:
     svc = unit(path)["Service"]
+    assert svc["Type"] == "notify" and svc["NotifyAccess"] == "main"  # all send READY=1
     assert svc["Restart"] == "on-failure"
     assert "ExecStop" not in svc and "ExecStopPost" not in svc  # a stop is SIGTERM only
     assert svc["KillMode"] == "mixed"
@@ -72,7 +73,6 @@ def test_units_restart_on_failure_and_flush_nothing_on_stop(path: Path) -> None:
 def test_node_units_wait_for_readiness_and_their_command_parses(
         daemon: str, monkeypatch: pytest.MonkeyPatch) -> None:
     svc = unit(CONFIGS / "systemd" / f"pybgp-{daemon}.service")["Service"]
-    assert svc["Type"] == "notify" and svc["NotifyAccess"] == "main"  # both send READY=1
     env = env_file(CONFIGS / "node" / "node.env")
     argv = shlex.split(svc["ExecStart"])
     for key, value in env.items():  # what systemd substitutes from the EnvironmentFile
@@ -86,11 +86,32 @@ def test_node_units_wait_for_readiness_and_their_command_parses(
         assert (args.health_port, args.metrics_port) == (None, None)
     # no etcd flag: the daemon reads /etc/pybgp/pybgp.cfg like every pybgp command
     assert args.etcd_endpoints is None and args.config is None
+    no_etcd_environment(monkeypatch)
+    cfg = etcd_settings(args)
+    assert cfg.endpoints[0] == "https://198.18.0.1:2379" and cfg.needs_tls
+
+
+def no_etcd_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("PYBGP_CONFIG", "ETCD_ENDPOINTS", "ETCD_CA_CERT_FILE", "ETCD_CERT_FILE",
                 "ETCD_KEY_FILE", "ETCD_USERNAME", "ETCD_PASSWORD"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr("pybgp.config.DEFAULT_CONFIG_FILE", str(CONFIGS / "node" / "pybgp.cfg"))
-    cfg = etcd_settings(args)
+
+
+def test_the_reflector_unit_command_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its --config is the reflector's YAML; the datastore comes from pybgp.cfg."""
+    svc = unit(CONFIGS / "systemd" / "pybgp-reflector.service")["Service"]
+    argv = shlex.split(svc["ExecStart"])
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "reflector"
+    assert args.reflector_config == "/etc/pybgp/reflector.yaml"
+    assert args.config is None and args.etcd_endpoints is None  # --datastore-config: not given
+    # both sockets in the unit's RuntimeDirectory, where the docs' commands look
+    assert (args.bird_socket, args.json_socket) == ("/run/pybgp/reflector.ctl",
+                                                    "/run/pybgp/reflector.sock")
+    assert svc["RuntimeDirectory"] == "pybgp"
+    no_etcd_environment(monkeypatch)
+    cfg = etcd_settings(args)  # what nodeSelector clients are read with: TLS etcd
     assert cfg.endpoints[0] == "https://198.18.0.1:2379" and cfg.needs_tls
 
 

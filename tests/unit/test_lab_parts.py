@@ -18,10 +18,15 @@ from pybgp.agent.inputs import Inputs
 from pybgp.lab import agents, picture
 from pybgp.lab.peers import bird_config, gobgp_config
 from pybgp.lab.plan import (
+    MAX_NODES,
+    MAX_REFLECTORS,
+    PEER_ADDRESS,
+    REFLECTOR_CLUSTER_ID,
     SUN_PATH_MAX,
     Paths,
     Plan,
     PlanError,
+    bgp_configuration,
     check_pod_name,
     make_plan,
     pod_labels,
@@ -34,6 +39,9 @@ from pybgp.lab.report import (
     node_status,
     nodes_table,
     parse_metrics,
+    reflector_sessions_table,
+    reflector_status,
+    reflectors_table,
 )
 from pybgp.model import KEY_PREFIX
 from pybgp.testing.names import check_node_address
@@ -55,10 +63,30 @@ def test_plan_names_and_addresses_are_lab_ones() -> None:
     assert ipaddress.ip_interface(big.nodes[-1].ip).ip < ipaddress.ip_address("198.18.0.254")
 
 
+def test_plan_with_reflectors_turns_the_mesh_off() -> None:
+    plan = make_plan(3, 3, "bird", reflectors=2)
+    assert not plan.mesh and bgp_configuration(plan)["nodeToNodeMeshEnabled"] is False
+    assert make_plan(3, 3).mesh and bgp_configuration(make_plan(3, 3))["nodeToNodeMeshEnabled"]
+    assert plan.reflector_names == ["rr-1", "rr-2"]
+    assert [r.ip for r in plan.reflectors] == ["198.18.0.241/24", "198.18.0.242/24"]
+    assert plan.expected_sessions("node-1") == 3  # two reflectors and the peer, no mesh
+    assert plan.reflector_expected_sessions() == 3  # every node is a client
+    assert plan.describe() == "3 nodes × 3 pods, 2 reflectors (mesh off), peer bird"
+    assert make_plan(2, 1).describe() == "2 nodes × 1 pods, full mesh"
+    assert Plan.from_dict(plan.to_dict()) == plan
+    # every address a lab host's, none taken twice, the cluster id no host's
+    most = make_plan(MAX_NODES, 0, "gobgp", reflectors=MAX_REFLECTORS)
+    hosts = [n.ip for n in most.nodes] + [r.ip for r in most.reflectors]
+    assert all(check_node_address(ip) for ip in hosts)
+    addrs = [ip.split("/")[0] for ip in hosts] + [PEER_ADDRESS, "198.18.0.1"]
+    assert len(set(addrs)) == len(addrs) and REFLECTOR_CLUSTER_ID not in addrs
+
+
 @pytest.mark.parametrize("args, message", [
     ((0, 1), "--nodes 0"), ((201, 1), "--nodes 201"), ((2, -1), "--pods-per-node -1"),
     ((2, 51), "--pods-per-node 51"), ((2, 1, "frr"), "--peer 'frr'"),
-    ((2, 1, None, "Bad"), "bad prefix"),
+    ((2, 1, None, "Bad"), "bad prefix"), ((2, 1, None, "lab", 9), "--reflectors 9"),
+    ((2, 1, None, "lab", -1), "--reflectors -1"),
 ])
 def test_plan_refuses_what_cannot_be_built(args, message) -> None:
     with pytest.raises(PlanError, match=message):
@@ -75,6 +103,8 @@ def test_pod_names_are_checked() -> None:
                                ("node-1", "node-2", "taken")]:
         with pytest.raises(PlanError, match=message):
             check_pod_name(plan, node, pod, {"pod-1-1"})
+    with pytest.raises(PlanError, match="taken by a node, a reflector"):
+        check_pod_name(make_plan(2, 1, reflectors=1), "node-1", "rr-1", set())
 
 
 def test_socket_paths_must_fit(tmp_path: Path) -> None:
@@ -86,6 +116,9 @@ def test_socket_paths_must_fit(tmp_path: Path) -> None:
     owned = Paths(tmp_path).owned(plan)
     assert owned[-1] == tmp_path / "lab.json" and tmp_path / "node-12" in owned
     assert all(tmp_path in p.parents for p in owned)
+    with_rr = make_plan(1, 0, reflectors=1)
+    assert tmp_path / "rr-1" in Paths(tmp_path).owned(with_rr)
+
 
 
 # ----- reports ----------------------------------------------------------------------
@@ -112,6 +145,41 @@ def test_node_status_from_the_speakers_json() -> None:
                                                  ["198.19.2.0/26"])
     text = nodes_table([st], {"node-1": 2})
     assert "1/2" in text and "Global_198_18_0_254: Active" in text
+
+
+RR_PROTOCOLS = [
+    {"name": "Node_198_18_0_11", "proto": "BGP", "stats": {"imported": 1, "exported": 2},
+     "bgp": {"state": "Established", "neighbor_address": "198.18.0.11"}},
+    {"name": "Node_198_18_0_12", "proto": "BGP", "stats": {"imported": 1, "exported": 2},
+     "bgp": {"state": "Established", "neighbor_address": "198.18.0.12"}},
+    {"name": "Node_198_18_0_13", "proto": "BGP", "stats": {"imported": 0, "exported": 0},
+     "bgp": {"state": "Active", "neighbor_address": "198.18.0.13"}},
+]
+RR_ROUTES = [{"prefix": "198.19.1.0/26", "primary": True},
+             {"prefix": "198.19.1.0/26", "primary": False},
+             {"prefix": "198.19.2.0/26", "primary": True}]
+
+
+def test_reflector_status_and_its_tables() -> None:
+    rr = reflector_status("rr-1", "198.18.0.241", RR_PROTOCOLS, RR_ROUTES)
+    assert (rr.established, rr.prefixes, rr.paths, rr.reflected) == (2, 2, 3, 4)
+    assert rr.states == {"198.18.0.11": "Established", "198.18.0.12": "Established",
+                         "198.18.0.13": "Active"}
+    assert rr.to_dict()["sessions"] == rr.states
+    rows = reflectors_table([rr], 3).splitlines()
+    assert rows[1].split() == ["rr-1", "198.18.0.241", "2/3", "2", "3", "4",
+                               "Node_198_18_0_13:", "Active"]
+    # each node's view of its session to the reflector
+    up = node_status("node-1", "198.18.0.11", [
+        {"name": "Global_198_18_0_241", "proto": "BGP",
+         "bgp": {"state": "Established", "neighbor_address": "198.18.0.241"}}], [])
+    down = node_status("node-2", "198.18.0.12", [
+        {"name": "Global_198_18_0_241", "proto": "BGP",
+         "bgp": {"state": "Connect", "neighbor_address": "198.18.0.241"}}], [])
+    none = node_status("node-3", "198.18.0.13", [], [])
+    text = reflector_sessions_table([up, down, none], [rr])
+    assert [line.split()[1:] for line in text.splitlines()[1:]] == [["✓"], ["✗", "Connect"],
+                                                                   ["-"]]
 
 
 def test_missing_routes_names_what_each_node_lacks() -> None:
@@ -237,6 +305,70 @@ def test_svg_shows_nodes_sessions_and_peers() -> None:
     lines = {p.find(f"{SVG}title").text.split(":")[0]: p.get("stroke")
              for p in root.iter(f"{SVG}path")}
     assert lines == {"node-1 — node-2": picture.UP, "node-1 — peer": picture.DOWN}
+
+
+def test_svg_draws_reflectors_and_only_the_sessions_reported() -> None:
+    """Mesh off: no node-to-node line; a line is green only when both ends say
+    Established (the reflector's own view counts)."""
+    def node(name: str, ip: str, state: str):
+        return node_status(name, ip, [
+            {"name": "Global_198_18_0_241", "proto": "BGP",
+             "bgp": {"state": state, "neighbor_address": "198.18.0.241"}}], [])
+
+    nodes = [node("node-1", "198.18.0.11", "Established"),
+             node("node-2", "198.18.0.12", "Established"),
+             node("node-3", "198.18.0.13", "Active")]
+    rr = picture.Peer("rr-1", "198.18.0.241", "reflector",
+                      {"198.18.0.11": "Established", "198.18.0.12": "Active",
+                       "198.18.0.13": "Active", "198.18.0.99": "Established"}, reflector=True)
+    bird = picture.Peer("peer", "198.18.0.254", "BIRD 2", {})
+    root = ET.fromstring(picture.render(nodes, {}, [rr, bird]))
+    groups = {g.get("id"): g.get("class") for g in root.iter(f"{SVG}g")}
+    assert groups == {"node-node-1": "node", "node-node-2": "node", "node-node-3": "node",
+                      "reflector-rr-1": "reflector", "peer-peer": "peer"}
+    lines = {p.find(f"{SVG}title").text.split(":")[0]: p.get("stroke")
+             for p in root.iter(f"{SVG}path")}
+    assert lines == {"node-1 — rr-1": picture.UP, "node-2 — rr-1": picture.DOWN,
+                     "node-3 — rr-1": picture.DOWN}
+    # the centre row fits between the nodes: no pill overlaps a node's box
+    rects = {g.get("id"): g.find(f"{SVG}rect") for g in root.iter(f"{SVG}g")}
+
+    def box(r):
+        x, y = float(r.get("x")), float(r.get("y"))
+        return x, y, x + float(r.get("width")), y + float(r.get("height"))
+
+    for centre in ("reflector-rr-1", "peer-peer"):
+        cx0, cy0, cx1, cy1 = box(rects[centre])
+        for n in ("node-node-1", "node-node-2", "node-node-3"):
+            x0, y0, x1, y1 = box(rects[n])
+            assert cx1 <= x0 or x1 <= cx0 or cy1 <= y0 or y1 <= cy0, (centre, n)
+
+
+def test_svg_sessions_go_around_the_boxes_they_do_not_end_at() -> None:
+    """Five nodes, two reflectors and a router at the centre: no session's
+    curve passes through a node box or a pill other than its own two ends."""
+    centre = [("rr-1", "198.18.0.241"), ("rr-2", "198.18.0.242"), ("peer", "198.18.0.254")]
+    nodes = [node_status(f"node-{i}", f"198.18.0.{10 + i}", [
+        {"name": f"Global_{a}", "proto": "BGP",
+         "bgp": {"state": "Established", "neighbor_address": a}} for _, a in centre],
+        [{"prefix": "198.19.1.0/26", "dest": "blackhole"}]) for i in range(1, 6)]
+    peers = [picture.Peer(n, a, "reflector", reflector=n != "peer") for n, a in centre]
+    root = ET.fromstring(picture.render(nodes, {}, peers))
+    boxes = {}
+    for g in root.iter(f"{SVG}g"):
+        r = g.find(f"{SVG}rect")
+        x, y = float(r.get("x")), float(r.get("y"))
+        boxes[g.get("id").split("-", 1)[1]] = (x, y, x + float(r.get("width")),
+                                               y + float(r.get("height")))
+    paths = list(root.iter(f"{SVG}path"))
+    assert len(paths) == 15
+    for path in paths:
+        ends = path.find(f"{SVG}title").text.split(":")[0].split(" — ")
+        _, x1, y1, _, cx, cy, x2, y2 = path.get("d").split()
+        a, c, b = (float(x1), float(y1)), (float(cx), float(cy)), (float(x2), float(y2))
+        hit = [n for n, box in boxes.items()
+               if n not in ends and picture._crosses(a, c, b, box, margin=0)]
+        assert hit == [], (ends, hit)
 
 
 def test_svg_of_one_node_and_no_sessions() -> None:
