@@ -487,14 +487,13 @@ class ReflectorDaemon:
                 if self._failure is None:
                     self._ready_if_due()
 
-        def ended(task: asyncio.Task[None]) -> None:
-            if not task.cancelled() and task.exception() is not None:
-                log.error("following Nodes failed", exc_info=task.exception())
-                self._failure = task.exception()
-                self.stopping.set()
+        def bug(exc: BaseException) -> None:
+            log.error("following Nodes failed", exc_info=exc)
+            self._failure = exc
+            self.stopping.set()
 
         runner = LoopSyncer(lambda: EtcdClient(cfg), NODES_PREFIX, events)
-        runner.start().add_done_callback(ended)
+        runner.start(on_bug=bug)
         return runner
 
     def _node(self, key: str, value: bytes | None) -> bool:
