@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -34,3 +35,25 @@ def probe(mode: str) -> str:
 def test_big_blocks_stay_off_the_heap_after_a_bigger_one_was_freed() -> None:
     assert probe("default") == "None heap"  # glibc's dynamic threshold
     assert probe("fixed") == "True own mapping"
+
+
+
+def test_a_daemon_command_imports_only_its_own_cli_module() -> None:
+    """``pybgp speaker`` (and the other daemons) must not load every CLI
+    module: the lab's alone pulled ~6 MiB into each speaker (fib_learn)."""
+    code = textwrap.dedent("""
+        import json, sys
+        from pybgp.cli.main import build_parser
+        for cmd in ("speaker", "agent", "reflector"):
+            build_parser(cmd)
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith("pybgp.cli."))))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert json.loads(out) == ["pybgp.cli.agent", "pybgp.cli.main", "pybgp.cli.reflector",
+                               "pybgp.cli.speaker"]
+    # with no command named, the whole CLI is one parser (pybgp --help)
+    from pybgp.cli.main import build_parser
+
+    help_text = build_parser().format_help()
+    assert all(cmd in help_text for cmd in ("lab", "speaker", "agent", "reflector", "show"))
