@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import socket
 import struct
@@ -255,7 +256,7 @@ class _Client:
     """One counting session of the swarm (non-blocking socket, epoll)."""
 
     __slots__ = ("swarm", "address", "sock", "buf", "state", "count", "withdrawn",
-                 "done_at", "bad", "eor", "out", "target")
+                 "done_at", "bad", "eor", "out", "target", "retry_at", "last_error")
 
     def __init__(self, swarm: Swarm, address: str):
         self.swarm, self.address = swarm, address
@@ -269,6 +270,8 @@ class _Client:
         self.eor = False
         self.out = b""  # not yet written (only ever a few small messages)
         self.target = swarm.routes  # routes to count before it is done
+        self.retry_at = 0.0  # a session refused before Established is retried from then
+        self.last_error = ""
 
     def write(self, data: bytes) -> None:
         self.out += data
@@ -432,7 +435,7 @@ class Swarm:
         if err:
             c.sock.close()
             c.sock = None
-            c.state = "retry"
+            self._retry_later(c, f"connect: {os.strerror(err)}")
             return
         self.by_fd[fd] = c
         self.ep.register(fd, select.EPOLLIN)
@@ -464,7 +467,14 @@ class Swarm:
         c.sock = None
         if c.state == "Established":
             self.established -= 1
-        c.state = "closed"
+            c.state = "closed"
+        else:  # refused while it came up (a reflector still adding its peers)
+            self._retry_later(c, c.state if c.state.startswith("closed:")
+                              else f"closed in {c.state}")
+
+    @staticmethod
+    def _retry_later(c: _Client, why: str) -> None:
+        c.state, c.last_error, c.retry_at = "retry", why, time.monotonic() + 0.5
 
     def run_until(self, pred: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -500,11 +510,14 @@ class Swarm:
         while self.established < want:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.established} of {want} sessions established; "
-                                   + ", ".join(sorted({c.state for c in todo})))
+                                   + ", ".join(sorted({c.state for c in todo}))
+                                   + "; last errors: " + ", ".join(
+                                       sorted({c.last_error for c in todo if c.last_error})))
+            now = time.monotonic()
             for c in todo:  # at most 64 connections being opened at once
                 if len(self.connecting) >= 64:
                     break
-                if c.sock is None and c.state in ("connecting", "retry"):
+                if c.sock is None and c.state in ("connecting", "retry") and c.retry_at <= now:
                     self._start_connect(c)
             pending = len(self.connecting)
             self.run_until(lambda n=pending: len(self.connecting) < n  # type: ignore[misc]

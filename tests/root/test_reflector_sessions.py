@@ -9,6 +9,7 @@ up), a connection from a stranger, route refresh, and the control sockets.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pybgp.reflector import wire
-from pybgp.testing.bgp_clients import ScriptedPeer, attributes, raw_update
+from pybgp.testing.bgp_clients import ScriptedPeer, attributes, host_addresses, raw_update
 from pybgp.testing.cluster import wait_until
 from pybgp.testing.netns import Topology
 
@@ -182,3 +183,49 @@ def test_md5_and_strangers(rr, tmp_path):
     status = rr.cl("show", "status")
     assert f"Router ID is {RR}" in status and "Daemon is up and running" in status
     time.sleep(0.1)
+
+
+def test_swarm_retries_sessions_refused_while_the_reflector_comes_up(topology, tmp_path):
+    """The benchmarks' swarm against a reflector that is not listening yet,
+    then one that closes its connections (they are no clients of its, as
+    GoBGP does while it is still adding 500 peers from its config), then one
+    that takes them: every session comes up and the table fans out."""
+    node = topology.add_node("rr", f"{RR}/24")
+    swarm_at = host_addresses("198.18.0.50", 4)  # the injector and 3 clients
+    cl = topology.add_node("cl", f"{swarm_at[0]}/24")
+    topology.batch(cl, [f"addr add {ip}/24 dev eth0" for ip in swarm_at[1:]])
+    swarm = topology.popen(cl, sys.executable, "-m", "pybgp.testing.bgp_clients",
+                           "--reflector", RR, "--base", swarm_at[0], "--clients", "3",
+                           "--routes", "100", "--cluster-id", CID, "--timeout", "60",
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    log = tmp_path / "rr.log"
+
+    def reflector(clients: str) -> subprocess.Popen:
+        (tmp_path / "rr.yaml").write_text(
+            f"routerId: {RR}\nclusterId: {CID}\nasNumber: 64512\nstartupHold: 0\n"
+            f"clients:\n  - range: {clients}\n")
+        with open(log, "ab") as out:
+            return topology.popen(node, sys.executable, "-m", "pybgp.cli.main", "reflector",
+                                  "--config", str(tmp_path / "rr.yaml"), "--bird-socket",
+                                  str(tmp_path / "rr.ctl"), "--json-socket",
+                                  str(tmp_path / "rr.sock"), stdout=out,
+                                  stderr=subprocess.STDOUT)
+
+    first = reflector("198.18.0.8/29")  # not the swarm's addresses
+    closed = f"connection from {swarm_at[1]}: not a peer of ours, closed"
+    wait_until(lambda: log.read_text().count(closed) >= 2, 30,
+               "the swarm's sessions closed by the reflector, and tried again")
+    assert swarm.poll() is None
+    first.terminate()
+    first.wait(10)
+    reflector("198.18.0.48/28")
+    assert swarm.stdout is not None and swarm.stdin is not None
+    ready = json.loads(swarm.stdout.readline())  # the swarm's own timeout bounds it
+    assert ready["established"] == 4, ready
+    swarm.stdin.write("go\n")
+    swarm.stdin.flush()
+    result = json.loads(swarm.stdout.readline())
+    assert result["all_done"] and result["complete"] == 3, result
+    assert not result["wrong_attributes"] and result["bad"] == 0, result
+    swarm.stdin.close()
+    assert swarm.wait(10) == 0
