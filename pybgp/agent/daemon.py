@@ -46,6 +46,7 @@ from pybgp.datastore.syncer import InSync, Status, SyncEvent, Update
 from pybgp.kernel_sync.desired import RTPROT_BIRD
 from pybgp.kernel_sync.monitor import RouteEvent, RouteMonitor
 from pybgp.model import KEY_PREFIX
+from pybgp.stopping import Stopping
 
 log = logging.getLogger("pybgp.agent")
 TICK = 0.5  # how often the refresh deadlines are checked
@@ -98,8 +99,7 @@ class AgentDaemon:
         self.host_reported = 0.0
         self.refresh_due: dict[str, float] = {}
         self.servers: dict[str, tuple[tuple[str, int], asyncio.Server]] = {}
-        self.stopping = asyncio.Event()
-        self._failure: BaseException | None = None
+        self.stopping = Stopping(log)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- health --------------------------------------------------------------------
@@ -182,14 +182,9 @@ class AgentDaemon:
             if changed:
                 self._mark_dirty()
 
-        def bug(exc: BaseException) -> None:
-            log.error("following %s failed", prefix, exc_info=exc)
-            self._failure = exc
-            self.stopping.set()
-
         runner = LoopSyncer(lambda: EtcdClient(cfg), prefix, datastore)
         self.syncers.append(runner)
-        runner.start(on_bug=bug)
+        runner.start(on_bug=self.stopping.on_bug(f"following {prefix}"))
 
     def _on_routes(self, events: list[RouteEvent]) -> None:
         desired = self.desired.routes if self.desired is not None else {}
@@ -238,9 +233,7 @@ class AgentDaemon:
                     self.apply_started = None
                 self._applied(desired, report, calc_s)
         except Exception as exc:  # a bug: stop and say why, never run on half-applied
-            log.exception("agent: apply failed unexpectedly")
-            self._failure = exc
-            self.stopping.set()
+            self.stopping.fail(exc, "applying the dataplane")
         finally:
             self.applying = False
 
@@ -395,9 +388,7 @@ class AgentDaemon:
             self._start_syncer(prefix)
         ticker = self.loop.create_task(self._ticker())
         try:
-            await self.stopping.wait()
-            if self._failure is not None:
-                raise self._failure
+            await self.stopping.until()
         finally:
             notify.stopping()
             log.info("stopping; the dataplane is left as it is")

@@ -44,6 +44,7 @@ from pybgp.reflector import session as s
 from pybgp.reflector.config import ReflectorConfig
 from pybgp.reflector.core import Effects, Reflector, Settings
 from pybgp.reflector.groups import Outbox
+from pybgp.stopping import Stopping
 
 log = logging.getLogger("pybgp.reflector")
 TICK = 0.5  # seconds between timer passes (hold, keepalive, connect retry)
@@ -95,9 +96,8 @@ class ReflectorDaemon:
         self._next_conn = 0
         self.listener: socket.socket | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.stopping = asyncio.Event()
+        self.stopping = Stopping(log)
         self._flush_due = False
-        self._failure: BaseException | None = None
         self.nodes: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {}
         self.datastore_state = "not used" if not cfg.uses_datastore else "connecting"
         self.unsynced = cfg.uses_datastore
@@ -138,9 +138,7 @@ class ReflectorDaemon:
         self.serving = True
         self._ready_if_due()
         try:
-            await self.stopping.wait()
-            if self._failure is not None:
-                raise self._failure
+            await self.stopping.until()
         finally:
             notify.stopping()
             ticker.cancel()
@@ -167,9 +165,7 @@ class ReflectorDaemon:
         try:
             fn(*args)
         except Exception as exc:
-            log.exception("reflector: failed handling an event")
-            self._failure = exc
-            self.stopping.set()
+            self.stopping.fail(exc, "handling an event")
 
     async def _ticker(self) -> None:
         while True:
@@ -484,16 +480,11 @@ class ReflectorDaemon:
                     self.datastore_state = f"{ev.state}: {ev.reason}"
             if changed and not self.unsynced:
                 self._guard(self._reselect)
-                if self._failure is None:
+                if self.stopping.failure is None:
                     self._ready_if_due()
 
-        def bug(exc: BaseException) -> None:
-            log.error("following Nodes failed", exc_info=exc)
-            self._failure = exc
-            self.stopping.set()
-
         runner = LoopSyncer(lambda: EtcdClient(cfg), NODES_PREFIX, events)
-        runner.start(on_bug=bug)
+        runner.start(on_bug=self.stopping.on_bug("following Nodes"))
         return runner
 
     def _node(self, key: str, value: bytes | None) -> bool:

@@ -48,6 +48,7 @@ from pybgp.speaker.ctl import serve_both
 from pybgp.speaker.ctl import stop as ctl_stop
 from pybgp.speaker.exabgp_proc import ExaBGP
 from pybgp.speaker.inputs import RESOURCE_PLURALS, Inputs
+from pybgp.stopping import Stopping
 
 log = logging.getLogger("pybgp.speaker")
 RESYNC_INTERVAL = 90.0  # slow background repair of kernel drift
@@ -80,7 +81,6 @@ class SpeakerDaemon:
         # ``_drain_due``: a drain is scheduled.
         self.queue: collections.deque[tuple[str, Any]] = collections.deque()
         self._drain_due = False
-        self._failure: BaseException | None = None
         self.speaker = Speaker(Inputs(opts.node, opts.secrets_dir), matches,
                                startup_hold=opts.startup_hold)
         self.kernel = KernelSync(protocol=SPEAKER_PROTOCOL)
@@ -97,7 +97,7 @@ class SpeakerDaemon:
         self.datastore_state = "connecting"
         self.serving = False  # the control sockets answer
         self.notified_ready = False
-        self.stopping = asyncio.Event()
+        self.stopping = Stopping(log)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- producers -------------------------------------------------------------
@@ -130,14 +130,9 @@ class SpeakerDaemon:
             self.queue.extend(("datastore", (prefix, ev)) for ev in events)
             self._drain()
 
-        def bug(exc: BaseException) -> None:
-            log.error("following %s failed", prefix, exc_info=exc)
-            self._failure = exc
-            self.stopping.set()
-
         runner = LoopSyncer(lambda: EtcdClient(cfg), prefix, datastore)
         self.syncers.append(runner)
-        runner.start(on_bug=bug)
+        runner.start(on_bug=self.stopping.on_bug(f"following {prefix}"))
 
     # -- the loop ----------------------------------------------------------------
 
@@ -165,9 +160,7 @@ class SpeakerDaemon:
         self._ready_if_due()
         resync = self.loop.create_task(self._periodic_resync())
         try:
-            await self.stopping.wait()
-            if self._failure is not None:
-                raise self._failure
+            await self.stopping.until()
         finally:
             notify.stopping()
             resync.cancel()
@@ -192,9 +185,7 @@ class SpeakerDaemon:
             self._dispatch_burst(burst)
             self._flush()
         except Exception as exc:  # a bug: stop (and say why) rather than run half-blind
-            log.exception("speaker: failed handling events")
-            self._failure = exc
-            self.stopping.set()
+            self.stopping.fail(exc, "handling events")
 
     def _dispatch_burst(self, burst: list[tuple[str, Any]]) -> None:
         """Dispatch in order, handing each run of consecutive datastore updates,

@@ -174,7 +174,7 @@ def test_api_helper_killed_later_announcements_still_arrive(mesh):
     assert len(helpers) == 1, helpers
     before = cluster.birdcl("node-b", "show", "protocols")
     os.kill(helpers[0], signal.SIGKILL)
-    wait_until(lambda: (h := _helpers_of(speaker.pid)) and h != helpers, 15,
+    wait_until(lambda: (h := _helpers_of(speaker.pid)) and h != helpers, 30,
                "ExaBGP to start a new API helper")
     # a new block on node-a: 63 addresses fill its block, the 64th claims another
     from pybgp.ipam import IPAM
@@ -183,7 +183,7 @@ def test_api_helper_killed_later_announcements_still_arrive(mesh):
                                                  {"node": "node-a"}, cluster.pools)
     new_block = block_of(str(ips[-1].ip))
     assert new_block != block_of(str(pods["node-a"].ip))
-    cluster.wait_route("node-b", new_block, timeout=15)
+    cluster.wait_route("node-b", new_block, timeout=30)
     assert cluster.birdcl("node-b", "show", "protocols").count("Established") == \
         before.count("Established")
     since = [[r.split()[4] for r in text.splitlines() if r.startswith("Mesh_198_18_0_11")]
