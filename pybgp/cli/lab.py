@@ -179,8 +179,7 @@ def run_exec(args: argparse.Namespace) -> int:
 def run_pod(args: argparse.Namespace) -> int:
     from pybgp.lab.lab import Lab, LabError
 
-    lab = Lab.attach(args.dir)
-    try:
+    with Lab.changing(args.dir) as lab:
         if args.pod_command == "add":
             pod = lab.add_pod(args.node, args.pod)
             print(f"pod {pod.name} on {args.node}: {pod.addr} (host side {pod.host_iface}), "
@@ -191,8 +190,6 @@ def run_pod(args: argparse.Namespace) -> int:
                 raise LabError(f"pod {args.pod!r} is on {got.node.name}, not {args.node}")
             lab.del_pod(args.pod)
             print(f"pod {args.pod} deleted from {args.node}")
-    finally:
-        lab.close()
     return 0
 
 

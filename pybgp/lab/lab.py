@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pybgp.errors import PybgpError
-from pybgp.lab import agents, peers
+from pybgp.lab import agents, lock, peers
 from pybgp.lab.plan import (
     AGENT_HEALTH_PORT,
     AGENT_METRICS_PORT,
@@ -80,6 +80,7 @@ READY_TIMEOUT = 60.0
 CONVERGE_TIMEOUT = 90.0
 PROGRAMMED_TIMEOUT = 30.0  # a new pod, programmed by its node's agent
 SETTLE_TIMEOUT = 10.0  # `status`: agents catching up with etcd before the pings
+LOCK_TIMEOUT = 120.0  # `pod add|del`, `down`: another lab command finishing first
 # what `exec` sets for a node (or reflector), never passed through from the caller
 NODE_ENV = ("NODENAME", "PYBGP_BIRD_SOCKET", "PYBGP_SPEAKER_SOCKET", "PYBGP_CONFIG")
 
@@ -156,22 +157,35 @@ class Lab:
             paths.check(plan)
         except PlanError as exc:
             raise LabError(str(exc), "dir") from None
+        created = not paths.root.exists()
+        try:
+            paths.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LabError(f"cannot make the lab's directory {paths.root}: "
+                           f"{exc.strerror or exc}", "dir") from None
+        try:
+            with lock.locked(paths.root, 0):  # held until the lab is up (or has failed)
+                return cls._up_locked(paths, plan, created, out)
+        except lock.Busy:
+            raise LabError(f"another pybgp lab command is at work in {paths.root} "
+                           "(an `up` building a lab there, a `pod add`)", "dir") from None
+
+    @classmethod
+    def _up_locked(cls, paths: Paths, plan: Plan, created: bool, out: TextIO | None) -> Lab:
         if paths.journal.exists():
             raise LabError(f"a lab already lives in {paths.root} "
                            f"(pybgp lab down --dir {paths.root} removes it)", "dir")
-        created = not paths.root.exists()
-        if not created and any(paths.root.iterdir()):
+        if any(paths.root.iterdir()):
             raise LabError(f"{paths.root} is not empty: a lab needs a directory of its own",
                            "dir")
         journal = Journal(paths.journal)
         try:
-            paths.root.mkdir(parents=True, exist_ok=True)
             journal.update("lab", {
                 "plan": plan.to_dict(), "state": "building", "created_dir": created,
                 "started": time.time(), "peer": None,
                 "builder": ProcessRecord.of(os.getpid(), "pybgp lab up").to_dict()})
         except OSError as exc:
-            raise LabError(f"cannot make the lab's directory {paths.root}: "
+            raise LabError(f"cannot write the lab's journal {paths.journal}: "
                            f"{exc.strerror or exc}", "dir") from None
         progress = Progress(out)
         w = progress.out.write
@@ -317,6 +331,20 @@ class Lab:
             raise LabError(f"the lab's etcd is not running (see {etcd.log_path}); "
                            f"pybgp lab down{_dir_flag(paths.root)} removes the lab")
         return cls(paths, journal, plan, topo, etcd, cluster)
+
+    @classmethod
+    @contextmanager
+    def changing(cls, directory: str | Path) -> Iterator[Lab]:
+        """The lab attached under its lock, for a command that changes it
+        (``pod add|del``): it reads the journal after any other such command
+        has written its part, and its own write loses none of theirs."""
+        root = Path(directory).absolute()
+        with contextlib.ExitStack() as stack:
+            if not _hold(stack, root):
+                raise LabError(f"no lab in {root} (pybgp lab up --dir {root} makes one)")
+            lab = cls.attach(root)
+            stack.callback(lab.close)
+            yield lab
 
     def close(self) -> None:
         """Let go of the lab (it keeps running)."""
@@ -530,8 +558,14 @@ class Lab:
             if rec.pid != os.getpid() and rec.alive():
                 rec.stop(3.0, group=False)
                 done.append(f"the 'pybgp lab up' still building it (pid {rec.pid})")
-                journal = _load(paths)
-                lab_doc = journal.get("lab") or {}
+        with contextlib.ExitStack() as stack:  # a `pod add` at work finishes first
+            if not _hold(stack, paths.root) or not paths.journal.exists():
+                return done  # another `down` was first
+            return Lab._down_locked(paths, _load(paths), done)
+
+    @staticmethod
+    def _down_locked(paths: Paths, journal: Journal, done: list[str]) -> list[str]:
+        lab_doc = journal.get("lab") or {}
         plan = Plan.from_dict(lab_doc["plan"]) if "plan" in lab_doc else None
         errors: list[str] = []
         snap = journal.get("topology")
@@ -579,6 +613,20 @@ def _load(paths: Paths) -> Journal:
             from None
     except ValueError as exc:
         raise LabError(f"{paths.journal} is unreadable: {exc}") from None
+
+
+def _hold(stack: contextlib.ExitStack[Any], root: Path) -> bool:
+    """Take the lab's lock into ``stack`` (waiting for another lab command
+    that changes it); False if the directory is not there."""
+    try:
+        stack.enter_context(lock.locked(root, LOCK_TIMEOUT))
+    except FileNotFoundError:
+        return False
+    except lock.Busy:
+        raise LabError(f"another pybgp lab command kept {root} busy for {LOCK_TIMEOUT:.0f} s "
+                       "(an `up` still building, a `pod add`); try again when it is done"
+                       ) from None
+    return True
 
 
 def _dir_flag(root: Path) -> str:

@@ -137,6 +137,22 @@ def test_pod_add_and_del_through_the_cni_plugin(lab: LabCLI) -> None:
     assert "9 (0%)" in ipam  # nine pods, the tenth address released
 
 
+def test_pods_added_side_by_side_are_all_in_the_journal(lab: LabCLI) -> None:
+    """Each `pod add` rewrites the whole journal: two at once take turns (the
+    lab's lock), so neither writes a journal without the other's pod, and
+    `down` would remove both."""
+    procs = [subprocess.Popen(lab.argv("pod", "add", node, name), env=lab.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL)
+             for node, name in (("node-1", "twin-a"), ("node-3", "twin-b"))]
+    outs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert {"twin-a", "twin-b"} <= set(lab.journal()["cluster"]["pods"])
+    lab.run("pod", "del", "node-1", "twin-a")
+    lab.run("pod", "del", "node-3", "twin-b")
+    assert not {"twin-a", "twin-b"} & set(lab.journal()["cluster"]["pods"])
+
+
 POLICY = """\
 apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
@@ -326,6 +342,11 @@ def test_down_while_up_still_builds(tmp_path: Path, prefix: str,
         cli.wait_journal(proc, lambda j: j.get("cluster", {}).get("pods"))
         assert proc.poll() is None, "up finished before down could race it"
         journal = cli.journal()  # its run id names every namespace it makes, now or later
+        # a second `up` in the same directory is refused and touches nothing
+        second = cli.up("--nodes", "1", check=False)
+        assert second.returncode == 1, second
+        assert f"another pybgp lab command is at work in {cli.dir}" in second.stderr
+        assert cli.journal()["lab"]["builder"]["pid"] == proc.pid
         out = cli.run("down").stdout
         assert proc.wait(10) != 0  # stopped, not finished
     finally:
