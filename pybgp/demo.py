@@ -110,14 +110,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         ok = True
     except DemoFailed as exc:
         print(f"\ndemo: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # `demo.sh | head`: no one reads on, but the lab still goes
+        _discard_stdout()
     finally:
-        if args.keep:
-            print(f"\n== the lab is left running in {lab_dir}; try `.venv/bin/pybgp lab status"
-                  f"{flag}`, and `.venv/bin/pybgp lab down{flag}` when done")
-        else:
-            pybgp("lab", "down", check=False)
-            print("== demo finished; the lab's namespaces, daemons and files are removed")
+        try:
+            _finish(args.keep, lab_dir, flag)
+        except BrokenPipeError:  # the reader left during the last lines
+            _discard_stdout()
+            _finish(args.keep, lab_dir, flag)
     return 0 if ok else 1
+
+
+def _finish(keep: bool, lab_dir: str, flag: str) -> None:
+    if keep:
+        print(f"\n== the lab is left running in {lab_dir}; try `.venv/bin/pybgp lab status"
+              f"{flag}`, and `.venv/bin/pybgp lab down{flag}` when done", flush=True)
+    else:
+        pybgp("lab", "down", check=False)
+        print("== demo finished; the lab's namespaces, daemons and files are removed",
+              flush=True)
+
+
+def _discard_stdout() -> None:
+    """From now on, ours and our commands' output goes to /dev/null (what is
+    still buffered too, so the interpreter's last flush does not fail)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -403,3 +403,34 @@ def test_the_readme_demo(tmp_path: Path, shm_before: set[str]) -> None:
     assert "NetworkPolicy default/pod-2-1-from-node-1 deleted" in policy
     assert "demo finished" in out and not directory.exists()
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_the_demo_piped_to_head_still_removes_its_lab(tmp_path: Path, prefix: str,
+                                                      shm_before: set[str]) -> None:
+    """`./scripts/demo.sh | head`: once the reader has gone, the demo's next
+    line fails to print; it must still run `pybgp lab down`."""
+    cli = LabCLI(tmp_path / "demo", tmp_path / "tmp", prefix)
+    proc = subprocess.Popen([sys.executable, "-m", "pybgp.demo", "--dir", str(cli.dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli.env, cwd=Path(__file__).resolve().parents[2],
+                            stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        for line in proc.stdout:  # the lab is up: its summary follows
+            if line.startswith("lab up in "):
+                break
+        else:
+            raise AssertionError(f"the demo ended before its lab was up: {proc.stderr.read()}")
+        journal = cli.journal()
+        proc.stdout.close()  # as `head` does once it has its lines
+        err = proc.stderr.read()
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        subprocess.run([PYBGP, "lab", "down", "--dir", str(cli.dir)], capture_output=True,
+                       stdin=subprocess.DEVNULL, check=False)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert_gone(cli, journal, shm_before)
